@@ -1,0 +1,29 @@
+# captioner: `make demo` trains and evaluates on the built-in data; `make test` runs the tests.
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install demo test test-fast benchmark clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv/ and install the package (editable) with its test extras
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## generate the synthetic data, train the demo model, evaluate it (outputs/demo/)
+	$(VENV)/bin/captioner-train experiment=demo hydra.run.dir=outputs/demo
+
+test: $(STAMP)  ## run the whole test suite
+	$(PYTHON) -m pytest
+
+test-fast: $(STAMP)  ## the tests without the end-to-end CLI runs
+	$(PYTHON) -m pytest -m "not slow"
+
+clean:  ## remove generated data and outputs (keeps .venv/)
+	rm -rf outputs data/synthetic .pytest_cache

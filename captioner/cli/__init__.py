@@ -1,0 +1,1 @@
+"""Hydra entry points. Each ``main(cfg)`` turns the config into plain arguments for ``run``."""

@@ -1,0 +1,76 @@
+"""captioner-train: train a captioner, then evaluate the best model on the test split."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from captioner.api import Captioner
+from captioner.cli.common import CONFIG_PATH, user_errors
+from captioner.data.formats import ImageRecord, split_records
+from captioner.data.transforms import Preprocess
+from captioner.evaluation import evaluate_records
+from captioner.io import write_json
+from captioner.models.captioner import CaptionModel
+from captioner.training import BEST, Trainer, TrainerConfig
+from captioner.vocab import Vocabulary
+
+
+def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder: dict, trainer: TrainerConfig,
+        image_size: int = 64, seed: int = 0, vocab_min_count: int = 1, max_length: int = 20,
+        test_split: str | None = "test", show_examples: int = 0) -> dict:
+    """Train on the train split, select on val, score the best model on ``test_split``; write metrics.json."""
+    out_dir = Path(out_dir)
+    random.seed(seed)
+    torch.manual_seed(seed)
+    train_records, val_records = split_records(records, "train"), split_records(records, "val")
+    vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=vocab_min_count)
+    model = CaptionModel(len(vocab), encoder, decoder)
+    captioner = Captioner(model, vocab, Preprocess(image_size=image_size), max_length=max_length)
+    print(f"training on {len(train_records)} images, validating on {len(val_records)}; vocabulary of {len(vocab)} "
+          f"words; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; writing to {out_dir}",
+          file=sys.stderr)
+    metrics = Trainer(captioner, train_records, val_records, trainer, out_dir, seed).fit()
+    if test_split:
+        test_records = split_records(records, test_split)
+        best = Captioner.load(out_dir / BEST, device=captioner.device)
+        scores, captions = evaluate_records(best, test_records, trainer.val_batch_size)
+        metrics |= {k: round(v, 4) for k, v in scores.items()}
+        print_examples(test_records, captions, show_examples)
+        print(f"{test_split}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()), file=sys.stderr)
+    write_json(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+def print_examples(records: list[ImageRecord], captions: list[str], count: int) -> None:
+    for record, caption in list(zip(records, captions))[:count]:
+        print(f"{record.path}\n  model:     {caption}\n  reference: {record.captions[0]}", file=sys.stderr)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        run(
+            records=instantiate(cfg.data),
+            out_dir=HydraConfig.get().runtime.output_dir,
+            encoder=OmegaConf.to_container(cfg.model.encoder),
+            decoder=OmegaConf.to_container(cfg.model.decoder),
+            trainer=TrainerConfig(**cfg.trainer),
+            image_size=cfg.model.image_size,
+            seed=cfg.seed,
+            vocab_min_count=cfg.vocab.min_count,
+            max_length=cfg.vocab.max_length,
+            test_split=cfg.test_split,
+            show_examples=cfg.show_examples,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Torch datasets over image records: one image decode per image per epoch."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from captioner.data.formats import ImageRecord
+from captioner.data.images import load_image
+from captioner.errors import CaptionerError
+from captioner.vocab import Vocabulary
+
+
+class CaptionDataset(Dataset):
+    """An image tensor and its caption ids: one image decode per image and epoch.
+
+    ``captions_per_image="all"`` gives every reference caption of the image (the encoder
+    runs once for all of them); ``"one"`` draws one per epoch, deterministically from
+    ``(seed, epoch, index)``, so a resumed run sees the same captions as an uninterrupted one.
+    """
+
+    def __init__(self, records: list[ImageRecord], vocab: Vocabulary, transform: Callable,
+                 max_length: int, seed: int = 0, captions_per_image: str = "all"):
+        if captions_per_image not in ("all", "one"):
+            raise CaptionerError(f"captions_per_image must be all or one, got {captions_per_image!r}")
+        self.records, self.vocab, self.transform = records, vocab, transform
+        self.max_length, self.seed, self.epoch = max_length, seed, 0
+        self.captions_per_image = captions_per_image
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        record = self.records[index]
+        captions = record.captions
+        if self.captions_per_image == "one":
+            captions = [captions[random.Random(f"{self.seed}-{self.epoch}-{index}").randrange(len(captions))]]
+        tokens = [torch.tensor(self.vocab.encode(c, self.max_length)) for c in captions]
+        return self.transform(load_image(record.path)), tokens
+
+
+class ImageDataset(Dataset):
+    """Preprocessed images alone, for decoding a split."""
+
+    def __init__(self, records: list[ImageRecord], transform: Callable):
+        self.records, self.transform = records, transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.transform(load_image(self.records[index].path))
+
+
+def collate_captions(batch: list[tuple[torch.Tensor, list[torch.Tensor]]], pad: int):
+    """-> images (B, 3, S, S), padded captions (N, T), and which image each caption is of (N,)."""
+    images = torch.stack([image for image, _ in batch])  # (B, 3, S, S)
+    captions = [t for _, tokens in batch for t in tokens]
+    tokens = torch.nn.utils.rnn.pad_sequence(captions, batch_first=True, padding_value=pad)  # (N, T)
+    image_index = torch.tensor([i for i, (_, t) in enumerate(batch) for _ in t])  # (N,)
+    return images, tokens, image_index
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation seeded by ``(seed, epoch)``, starting at ``start``: resumable mid-epoch."""
+
+    def __init__(self, size: int, seed: int, epoch: int, start: int = 0):
+        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator)[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.size - self.start

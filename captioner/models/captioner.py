@@ -1,0 +1,89 @@
+"""The captioning network (encoder + decoder) and its self-contained checkpoint file."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from captioner.errors import CaptionerError
+from captioner.io import atomic_open
+from captioner.models.decoder import Decoder
+from captioner.models.encoder import Encoder
+
+CHECKPOINT_FORMAT = "captioner-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CaptionModel(nn.Module):
+    """Encoder and decoder, built from plain keyword arguments (stored in checkpoints)."""
+
+    def __init__(self, vocab_size: int, encoder: dict, decoder: dict):
+        super().__init__()
+        self.args = {"vocab_size": vocab_size, "encoder": dict(encoder), "decoder": dict(decoder)}
+        self.encoder = Encoder(**encoder)
+        self.decoder = Decoder(vocab_size, self.encoder.feature_dim, **decoder)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: images (B, 3, H, W), tokens (N, T) -> logits (N, T, V).
+
+        ``image_index`` (N,) says which image each caption describes (several captions per
+        image: one encoder pass); by default caption i describes image i.
+        """
+        features = self.encoder(images)  # (B, F)
+        if image_index is not None:
+            features = features[image_index]  # (N, F)
+        return self.decoder(features, tokens)
+
+
+def save_checkpoint(path: str | Path, model: CaptionModel, vocab_words: list[str], preprocess: dict,
+                    step: int, **training_state) -> None:
+    """One file: format, version, constructor arguments, vocabulary, preprocessing, weights.
+
+    ``training_state`` (optimizer, scheduler, RNG ...) is added for resumable checkpoints.
+    Everything is tensors and plain containers, so ``torch.load(weights_only=True)`` reads it.
+    """
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model_args": model.args,
+        "vocab": list(vocab_words),
+        "preprocess": preprocess,
+        "step": step,
+        "state_dict": model.state_dict(),
+        **training_state,
+    }
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint without unpickling code; clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise CaptionerError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
+        raise CaptionerError(f"{path}: refused: not a plain weights file, loading it could run code ({first_line})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        raise CaptionerError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CaptionerError(f"{path}: not a captioner checkpoint")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CaptionerError(
+            f"{path}: checkpoint format version {payload.get('version')!r}, this captioner reads version {CHECKPOINT_VERSION}"
+        )
+    return payload
+
+
+def model_from_checkpoint(payload: dict) -> CaptionModel:
+    """Rebuild the network from a checkpoint; pretrained weights are never downloaded again."""
+    args = payload["model_args"]
+    model = CaptionModel(args["vocab_size"], {**args["encoder"], "weights": None}, args["decoder"])
+    model.args = args
+    model.load_state_dict(payload["state_dict"])
+    return model

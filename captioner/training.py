@@ -1,0 +1,225 @@
+"""The training loop: teacher forcing, Adam, clipping, warmup + cosine schedule, resumable."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from captioner.api import Captioner
+from captioner.data.dataset import CaptionDataset, EpochSampler, collate_captions
+from captioner.data.formats import ImageRecord
+from captioner.errors import CaptionerError
+from captioner.evaluation import evaluate_records
+from captioner.io import atomic_open
+from captioner.models.captioner import load_checkpoint
+
+LAST, BEST, CURVE = "last.pt", "model.pt", "training_curve.csv"
+
+
+@dataclass
+class TrainerConfig:
+    device: str = "auto"  # auto | cpu | cuda
+    max_epochs: int = 10
+    max_steps: int | None = None  # stop after this many optimizer steps (smoke runs)
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    warmup_steps: int = 100
+    checkpoint_every_steps: int = 500
+    resume: bool = False
+    num_workers: int = 0
+    amp: bool = True  # mixed precision on CUDA (no effect on CPU)
+    val_batch_size: int = 128
+    captions_per_image: str = "all"  # all: every reference per image and step; one: one per epoch
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise CaptionerError(f"trainer.device must be auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CaptionerError("trainer.device=cuda but no CUDA device is available; use trainer.device=auto or cpu")
+    return torch.device(name)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate factor: linear warmup, then cosine decay to 5% of the peak."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Trains ``captioner.model`` in place; writes last.pt, model.pt and the curve to ``out_dir``."""
+
+    def __init__(self, captioner: Captioner, train_records: list[ImageRecord], val_records: list[ImageRecord],
+                 config: TrainerConfig, out_dir: str | Path, seed: int = 0):
+        self.captioner, self.config, self.out_dir, self.seed = captioner, config, Path(out_dir), seed
+        self.val_records = val_records
+        self.device = resolve_device(config.device)
+        captioner.model.to(self.device)
+        captioner.device = self.device
+        vocab = captioner.vocab
+        self.dataset, self.val_dataset = (
+            CaptionDataset(r, vocab, captioner.transform, captioner.max_length, seed, config.captions_per_image)
+            for r in (train_records, val_records))
+        self.steps_per_epoch = math.ceil(len(train_records) / config.batch_size)
+        self.total_steps = config.max_epochs * self.steps_per_epoch
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.optimizer = torch.optim.Adam(captioner.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, partial(warmup_cosine, warmup_steps=config.warmup_steps, total_steps=self.total_steps))
+        use_amp = config.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.autocast = partial(torch.autocast, self.device.type, dtype=self.amp_dtype, enabled=use_amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_amp and self.amp_dtype == torch.float16)
+        self.loss_fn = nn.CrossEntropyLoss(ignore_index=vocab.pad)
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.best_score: float | None = None
+        self.curve: list[dict] = []
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def fit(self) -> dict:
+        if self.config.resume:
+            self._resume()
+        started = time.perf_counter()
+        images_seen = 0
+        try:
+            while self.epoch < self.config.max_epochs and self.step < self.total_steps:
+                train_loss, count = self._train_epoch()
+                images_seen += count
+                self._end_of_epoch(train_loss)
+        except KeyboardInterrupt:
+            self._save_last()
+            raise CaptionerError(f"interrupted; saved {self.out_dir / LAST}; continue with trainer.resume=true") from None
+        seconds = time.perf_counter() - started
+        summary = {k: v for k, v in (self.curve[-1] if self.curve else {}).items() if k not in ("epoch", "lr")}
+        return summary | {"train_seconds": round(seconds, 1),
+                          "train_images_per_second": round(images_seen / seconds, 1) if seconds else 0.0}
+
+    def _train_epoch(self) -> tuple[float, int]:
+        self.captioner.model.train()
+        self.dataset.epoch = self.epoch
+        sampler = EpochSampler(len(self.dataset), self.seed, self.epoch, start=self.batch_in_epoch * self.config.batch_size)
+        loader = self._loader(self.dataset, sampler)
+        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, file=sys.stderr, unit="step",
+                   desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}", dynamic_ncols=True)
+        total_loss, images = 0.0, 0
+        with bar:
+            for pixels, tokens, image_index in loader:
+                loss = self._train_step(pixels, tokens, image_index)
+                total_loss += loss * len(pixels)
+                images += len(pixels)
+                self.step += 1
+                self.batch_in_epoch += 1
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}",
+                                img_s=f"{images / bar.format_dict['elapsed']:.0f}" if bar.format_dict["elapsed"] else "-")
+                if self.step % self.config.checkpoint_every_steps == 0:
+                    self._save_last()
+                if self.step >= self.total_steps:
+                    break
+        if self.batch_in_epoch >= self.steps_per_epoch:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+        return total_loss / max(1, images), images
+
+    def _train_step(self, pixels: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor) -> float:
+        pixels = pixels.to(self.device, non_blocking=True)
+        tokens = tokens.to(self.device, non_blocking=True)  # (N, T): <bos> w1 .. wn <eos> <pad>..
+        with self.autocast():
+            logits = self.captioner.model(pixels, tokens[:, :-1], image_index.to(self.device))  # (N, T-1, V)
+            loss = self.loss_fn(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        nn.utils.clip_grad_norm_(self.captioner.model.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return loss.item()
+
+    def _loader(self, dataset, sampler=None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.config.batch_size if sampler else self.config.val_batch_size,
+                          sampler=sampler, collate_fn=partial(collate_captions, pad=self.captioner.vocab.pad),
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                          generator=torch.Generator())  # its own seed draw: the global RNG (dropout) stays resumable
+
+    # --- validation and checkpoints --------------------------------------------------------
+
+    def _end_of_epoch(self, train_loss: float) -> None:
+        row = {"step": self.step, "epoch": self.epoch, "lr": float(f"{self.scheduler.get_last_lr()[0]:.3g}"),
+               "train_loss": round(train_loss, 4), **self.validate()}
+        self.curve.append(row)
+        print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+              file=sys.stderr)
+        score = row.get("val_attribute_accuracy", -row["val_loss"])
+        if self.best_score is None or score > self.best_score:
+            self.best_score = score
+            self.captioner.save(self.out_dir / BEST, step=self.step)
+        self._save_last()
+        with atomic_open(self.out_dir / CURVE) as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(self.curve[-1]))
+            writer.writeheader()
+            writer.writerows(self.curve)
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Teacher-forced loss and greedy-decoded scores on the validation split."""
+        model = self.captioner.model.eval()
+        total, count = 0.0, 0
+        for pixels, tokens, image_index in self._loader(self.val_dataset):
+            pixels, tokens = pixels.to(self.device), tokens.to(self.device)
+            with self.autocast():
+                logits = model(pixels, tokens[:, :-1], image_index.to(self.device))  # (N, T-1, V)
+            targets = tokens[:, 1:]  # (B, T-1)
+            words = (targets != self.captioner.vocab.pad).sum().item()
+            total += self.loss_fn(logits.flatten(0, 1).float(), targets.flatten()).item() * words
+            count += words
+        scores, _ = evaluate_records(self.captioner, self.val_records, self.config.val_batch_size)
+        return {"val_loss": round(total / max(1, count), 4)} | {f"val_{k}": round(v, 4) for k, v in scores.items()}
+
+    def _save_last(self) -> None:
+        self.captioner.save(
+            self.out_dir / LAST, step=self.step,
+            trainer={"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best_score": self.best_score,
+                     "curve": self.curve},
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), rng={"torch": torch.get_rng_state(),
+                                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        )
+
+    def _resume(self) -> None:
+        path = self.out_dir / LAST
+        if not path.is_file():
+            print(f"trainer.resume: no {path} yet, starting from scratch", file=sys.stderr)
+            return
+        payload = load_checkpoint(path, map_location=self.device)
+        if payload["vocab"] != self.captioner.vocab.words or payload["model_args"] != self.captioner.model.args:
+            raise CaptionerError(f"{path}: was trained with another model or vocabulary; use a new run dir")
+        self.captioner.model.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        torch.set_rng_state(payload["rng"]["torch"].cpu())
+        if payload["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])
+        state = payload["trainer"]
+        self.step, self.epoch, self.batch_in_epoch = payload["step"], state["epoch"], state["batch_in_epoch"]
+        self.best_score, self.curve = state["best_score"], list(state["curve"])
+        print(f"resumed from {path} at step {self.step}", file=sys.stderr)

@@ -1,0 +1,64 @@
+import os
+import pickle
+
+import pytest
+import torch
+
+from captioner import Captioner, CaptionerError
+from captioner.models.captioner import CHECKPOINT_VERSION, load_checkpoint
+
+
+def test_round_trip_gives_identical_weights_and_captions(tiny_checkpoint, tiny_records, tmp_path):
+    captioner = Captioner.load(tiny_checkpoint)
+    copy_path = tmp_path / "copy.pt"
+    captioner.save(copy_path, step=7)
+    copy = Captioner.load(copy_path)
+    for key, value in captioner.model.state_dict().items():
+        assert torch.equal(value, copy.model.state_dict()[key]), key
+    assert copy.vocab.words == captioner.vocab.words and copy.preprocess == captioner.preprocess
+    images = [r.path for r in tiny_records[:4]]
+    assert copy.caption(images) == captioner.caption(images)
+    payload = load_checkpoint(copy_path)
+    assert payload["version"] == CHECKPOINT_VERSION and payload["step"] == 7
+    assert isinstance(payload["vocab"], list) and all(isinstance(w, str) for w in payload["vocab"])
+    assert payload["model_args"]["encoder"]["name"] == "resnet18"
+    assert [p.name for p in tmp_path.iterdir()] == ["copy.pt"]  # no temporary file left behind
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_with_pickled_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    _RunsCode.marker = marker
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "captioner-checkpoint", "version": 1, "payload": _RunsCode()}, path)
+    with pytest.raises(CaptionerError, match="refused"):
+        Captioner.load(path)
+    assert not marker.exists()
+
+
+def test_wrong_files_get_clear_errors(tmp_path):
+    with pytest.raises(CaptionerError, match="checkpoint not found"):
+        Captioner.load(tmp_path / "missing.pt")
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(CaptionerError, match="not a readable checkpoint"):
+        Captioner.load(text)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(CaptionerError, match="not a captioner checkpoint"):
+        Captioner.load(other)
+    future = tmp_path / "future.pt"
+    torch.save({"format": "captioner-checkpoint", "version": 99}, future)
+    with pytest.raises(CaptionerError, match="version 99"):
+        Captioner.load(future)
+
+
+def test_plain_pickle_file_is_refused(tmp_path):
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"a": {1, 2}}))
+    with pytest.raises(CaptionerError, match=str(path)):
+        Captioner.load(path)

@@ -1,0 +1,101 @@
+"""End-to-end: the console scripts in a subprocess, on tiny synthetic data and real photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def cli(module: str, *overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"captioner.cli.{module}", *overrides], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny model trained for a few steps through captioner-train."""
+    work = tmp_path_factory.mktemp("cli")
+    result = cli("train", f"data.root={work / 'data'}", "data.num_train=24", "data.num_val=8", "data.num_test=8",
+                 "data.image_size=32", "model.image_size=32", "model.decoder.hidden_dim=16",
+                 "model.decoder.embed_dim=8", "trainer.max_steps=3", "trainer.batch_size=8", "trainer.device=cpu",
+                 f"hydra.run.dir={work / 'run'}")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return work
+
+
+def test_train_writes_outputs(trained):
+    run_dir = trained / "run"
+    for name in ("model.pt", "last.pt", "metrics.json", "training_curve.csv"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["step"] == 3 and 0 <= metrics["attribute_accuracy"] <= 1
+
+
+def test_caption_folder_with_bad_files(trained, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    images = sorted((trained / "data" / "images" / "test").glob("*.png"))[:3]
+    shutil.copy(images[0], folder / "a.png")
+    shutil.copy(images[1], folder / "nested" / "B.PNG")
+    shutil.copy(images[2], folder / "c.png")
+    (folder / "broken.jpg").write_text("not really a jpeg")
+    (folder / "notes.txt").write_text("not an image, not even tried")
+    out = tmp_path / "captions.json"
+    result = cli("caption", f"checkpoint={trained / 'run' / 'model.pt'}", f"input={folder}", f"output={out}",
+                 cwd=tmp_path)
+    assert result.returncode == 1  # something failed: a non-zero exit, the rest captioned
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3 and all(len(line.split("\t")) == 2 and line.split("\t")[1] for line in lines)
+    assert {Path(line.split("\t")[0]).name for line in lines} == {"a.png", "B.PNG", "c.png"}
+    assert "broken.jpg: not an image Pillow can read" in result.stderr
+    assert "1 of 4 files could not be captioned" in result.stderr and "Traceback" not in result.stderr
+    rows = json.loads(out.read_text())
+    assert len(rows) == 4 and sum(r["error"] is not None for r in rows) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["captions.json", "photos"]  # nothing else written
+
+
+def test_caption_real_photos_in_several_modes(trained, media, tmp_path):
+    out = tmp_path / "captions.csv"
+    result = cli("caption", f"checkpoint={trained / 'run' / 'model.pt'}", f"input={media / 'photos'}",
+                 f"output={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    photos = sorted(p.name for p in (media / "photos").iterdir() if p.suffix in (".png", ".jpg"))
+    rows = list(csv.DictReader(out.open()))
+    assert sorted(Path(r["path"]).name for r in rows) == photos and all(r["caption"] for r in rows)
+
+
+def test_caption_glob(trained, tmp_path):
+    pattern = str(trained / "data" / "images" / "val" / "00000[0-2].png")
+    result = cli("caption", f"checkpoint={trained / 'run' / 'model.pt'}", f"input='{pattern}'", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 3
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("missing.png", None, "missing.png: no such file or folder"),
+    ("empty.jpg", b"", "empty.jpg: empty file"),
+    ("random.png", bytes(range(256)) * 8, "random.png: not an image Pillow can read"),
+])
+def test_single_bad_input_is_one_line_and_non_zero(trained, tmp_path, name, content, message):
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    result = cli("caption", f"checkpoint={trained / 'run' / 'model.pt'}", f"input={tmp_path / name}", cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_checkpoint(tmp_path, trained):
+    image = next((trained / "data" / "images" / "test").glob("*.png"))
+    result = cli("caption", f"checkpoint={tmp_path / 'nope.pt'}", f"input={image}", cwd=tmp_path)
+    assert result.returncode == 1 and "nope.pt: checkpoint not found" in result.stderr
+    assert "Traceback" not in result.stderr

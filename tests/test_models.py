@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from captioner.decoding import greedy_decode
+from captioner.errors import CaptionerError
+from captioner.models.captioner import CaptionModel
+from captioner.models.decoder import Decoder
+from captioner.models.encoder import Encoder
+
+
+@pytest.mark.parametrize("name, channels", [("resnet18", 512), ("mobilenet_v3_small", 576)])
+def test_encoder_keeps_a_grid_of_the_last_feature_map(name, channels):
+    encoder = Encoder(name, grid_size=2)
+    assert encoder.feature_dim == channels * 4
+    assert encoder(torch.randn(3, 3, 64, 64)).shape == (3, channels * 4)
+
+
+def test_encoder_features_depend_on_position():
+    encoder = Encoder("resnet18", grid_size=2).eval()
+    left, right = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    left[..., 20:40, 2:22] = 3.0
+    right[..., 20:40, 42:62] = 3.0
+    grid_left, grid_right = encoder(left).view(512, 4), encoder(right).view(512, 4)  # (C, grid cells)
+    # the object's side shows in which grid cells respond: left cells (0, 2) vs right cells (1, 3)
+    assert (grid_left[:, [0, 2]] - grid_left[:, [1, 3]]).abs().sum() > 0
+    assert not torch.allclose(grid_left, grid_right)
+
+
+def test_unknown_encoder_lists_valid_names():
+    with pytest.raises(CaptionerError, match="unknown encoder 'resnet1'.*resnet18"):
+        Encoder("resnet1")
+
+
+@pytest.mark.parametrize("cell, num_states", [("lstm", 2), ("gru", 1), ("rnn", 1)])
+def test_decoder_shapes_for_every_cell(cell, num_states):
+    decoder = Decoder(vocab_size=30, feature_dim=40, embed_dim=8, hidden_dim=16, num_layers=2, cell=cell)
+    features, tokens = torch.randn(4, 40), torch.randint(0, 30, (4, 7))
+    assert decoder(features, tokens).shape == (4, 7, 30)
+    state = decoder.initial_state(features)
+    assert len(state) == num_states and all(s.shape == (2, 4, 16) for s in state)
+    logits, state = decoder.step(tokens[:, 0], state)
+    assert logits.shape == (4, 30) and all(s.shape == (2, 4, 16) for s in state)
+
+
+def test_image_features_initialise_every_layer_state():
+    decoder = Decoder(vocab_size=10, feature_dim=6, hidden_dim=5, num_layers=3, cell="lstm")
+    h, c = decoder.initial_state(torch.randn(2, 6))
+    assert not torch.allclose(h[0], h[1]) and not torch.allclose(h[1], h[2]) and not torch.allclose(c[0], c[2])
+
+
+def test_step_by_step_equals_teacher_forcing():
+    decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8).eval()
+    features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
+    full = decoder(features, tokens)
+    state, steps = decoder.initial_state(features), []
+    for t in range(5):
+        logits, state = decoder.step(tokens[:, t], state)
+        steps.append(logits)
+    assert torch.allclose(full, torch.stack(steps, 1), atol=1e-5)
+
+
+def test_unknown_cell_lists_valid_cells():
+    with pytest.raises(CaptionerError, match="lstm, gru, rnn"):
+        Decoder(10, 4, cell="transformer")
+
+
+def test_greedy_decode_stops_and_pads_with_eos():
+    model = CaptionModel(9, {"name": "resnet18", "grid_size": 1}, {"embed_dim": 4, "hidden_dim": 8}).eval()
+    tokens = greedy_decode(model.decoder, model.encoder(torch.randn(3, 3, 32, 32)), bos=1, eos=2, max_length=6)
+    assert tokens.shape[0] == 3 and tokens.shape[1] <= 6
+    for row in tokens.tolist():
+        if 2 in row:
+            assert all(t == 2 for t in row[row.index(2):])
