@@ -32,7 +32,7 @@ class Captioner:
     """A trained captioning model with its vocabulary and preprocessing."""
 
     def __init__(self, model: CaptionModel, vocab: Vocabulary, preprocess: Preprocess,
-                 device: str | torch.device = "cpu", max_length: int = 20):
+                 device: str | torch.device = "cpu", max_length: int = 30):
         self.model = model.to(device).eval()
         self.vocab = vocab
         self.preprocess = preprocess
@@ -45,7 +45,7 @@ class Captioner:
         """Load a checkpoint written by training; needs neither the training data nor its config."""
         payload = load_checkpoint(path)
         return cls(model_from_checkpoint(payload), Vocabulary(payload["vocab"]),
-                   Preprocess.from_dict(payload["preprocess"]), device, payload.get("max_length", 20))
+                   Preprocess.from_dict(payload["preprocess"]), device, payload["max_length"])
 
     def save(self, path: str | Path, step: int = 0, **training_state) -> None:
         save_checkpoint(path, self.model, self.vocab.words, self.preprocess.to_dict(), step,

@@ -24,7 +24,7 @@ from captioner.vocab import Vocabulary
 
 
 def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder: dict, trainer: TrainerConfig,
-        image_size: int = 64, seed: int = 0, vocab_min_count: int = 1, max_length: int = 20,
+        image_size: int = 64, seed: int = 0, vocab_min_count: int = 1, max_length: int = 30,
         test_split: str | None = "test", show_examples: int = 0) -> dict:
     """Train on the train split, select on val, score the best model on ``test_split``; write metrics.json."""
     out_dir = Path(out_dir)

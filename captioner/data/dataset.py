@@ -33,13 +33,18 @@ class CaptionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """-> image (3, S, S), caption ids [(T,)], and word targets (V,): the fraction of the
+        image's captions that use each word."""
         record = self.records[index]
-        captions = record.captions
+        all_tokens = [torch.tensor(self.vocab.encode(c, self.max_length)) for c in record.captions]
+        word_targets = torch.zeros(len(self.vocab))
+        for tokens in all_tokens:
+            word_targets[tokens.unique()] += 1.0 / len(all_tokens)
+        word_targets[[self.vocab.pad, self.vocab.bos, self.vocab.eos]] = 0.0
         if self.captions_per_image == "one":
-            captions = [captions[random.Random(f"{self.seed}-{self.epoch}-{index}").randrange(len(captions))]]
-        tokens = [torch.tensor(self.vocab.encode(c, self.max_length)) for c in captions]
-        return self.transform(load_image(record.path)), tokens
+            all_tokens = [all_tokens[random.Random(f"{self.seed}-{self.epoch}-{index}").randrange(len(all_tokens))]]
+        return self.transform(load_image(record.path)), all_tokens, word_targets
 
 
 class ImageDataset(Dataset):
@@ -55,13 +60,14 @@ class ImageDataset(Dataset):
         return self.transform(load_image(self.records[index].path))
 
 
-def collate_captions(batch: list[tuple[torch.Tensor, list[torch.Tensor]]], pad: int):
-    """-> images (B, 3, S, S), padded captions (N, T), and which image each caption is of (N,)."""
-    images = torch.stack([image for image, _ in batch])  # (B, 3, S, S)
-    captions = [t for _, tokens in batch for t in tokens]
+def collate_captions(batch: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]], pad: int):
+    """-> images (B, 3, S, S), padded captions (N, T), which image each caption is of (N,),
+    word targets (B, V)."""
+    images = torch.stack([image for image, _, _ in batch])  # (B, 3, S, S)
+    captions = [t for _, tokens, _ in batch for t in tokens]
     tokens = torch.nn.utils.rnn.pad_sequence(captions, batch_first=True, padding_value=pad)  # (N, T)
-    image_index = torch.tensor([i for i, (_, t) in enumerate(batch) for _ in t])  # (N,)
-    return images, tokens, image_index
+    image_index = torch.tensor([i for i, (_, t, _) in enumerate(batch) for _ in t])  # (N,)
+    return images, tokens, image_index, torch.stack([w for _, _, w in batch])
 
 
 class EpochSampler(Sampler[int]):

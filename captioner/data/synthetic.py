@@ -26,8 +26,8 @@ COLOURS = {
     "purple": (150, 55, 205),
     "white": (240, 240, 240),
 }
-SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")
-SIZES = {"small": 0.10, "large": 0.16}  # half-extent as a fraction of the image side
+SHAPES = ("circle", "square", "triangle", "star", "cross")
+SIZES = {"small": 0.12, "large": 0.18}  # half-extent as a fraction of the image side
 RELATIONS = ("left", "right", "above", "below")
 INVERSE = {"left": "right", "right": "left", "above": "below", "below": "above"}
 DIRECTION = {"left": (-1, 0), "right": (1, 0), "above": (0, -1), "below": (0, 1)}
@@ -40,6 +40,7 @@ NOVEL_COMBOS = frozenset({("red", "triangle"), ("blue", "star"), ("green", "circ
 COLOUR_WORDS = {c: [c] for c in COLOURS} | {"purple": ["purple", "violet"]}
 SHAPE_WORDS = {s: [s] for s in SHAPES} | {"circle": ["circle", "disc"], "square": ["square", "box"]}
 SIZE_WORDS = {"small": ["small", "little", "tiny"], "large": ["large", "big"]}
+REVERSED_ORDER = 0.2  # share of references that name the objects right-to-left / bottom-to-top
 RELATION_PHRASES = {
     "left": ["to the left of", "left of", "on the left of"],
     "right": ["to the right of", "right of", "on the right of"],
@@ -116,7 +117,7 @@ def _sample_layout(rng: random.Random, radii: list[float]):
         if index >= len(radii):
             break
         r = radii[index]
-        distance = anchor_r + r + rng.uniform(0.04, 0.18)
+        distance = anchor_r + r + rng.uniform(0.03, 0.12)
         dx, dy = DIRECTION[relation]
         sideways = rng.uniform(-0.3, 0.3) * distance  # small enough that the relation is unambiguous
         x = anchor[0] + dx * distance + dy * sideways
@@ -162,8 +163,6 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, r: 
         draw.rectangle((cx - s, cy - s, cx + s, cy + s), fill=fill)
     elif shape == "triangle":
         draw.polygon([(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)], fill=fill)
-    elif shape == "diamond":
-        draw.polygon([(cx, cy - r), (cx + r * 0.75, cy), (cx, cy + r), (cx - r * 0.75, cy)], fill=fill)
     elif shape == "star":
         points = []
         for k in range(10):
@@ -201,10 +200,13 @@ def _describe_once(scene: Scene, rng: random.Random) -> str:
     clauses = []
     anchor_mentioned = False
     relations = list(scene.relations)
-    rng.shuffle(relations)
+    if rng.random() < REVERSED_ORDER:
+        relations.reverse()
     for subject, relation, anchor in relations:
         first, second = objects[subject], objects[anchor]
-        if rng.random() < 0.5:  # say it the other way round
+        if relation in ("right", "below"):  # usually told left to right, top to bottom
+            first, second, relation = second, first, INVERSE[relation]
+        if rng.random() < REVERSED_ORDER:  # sometimes the other way round
             first, second, relation = second, first, INVERSE[relation]
         words = [
             _object_phrase(first, rng, definite=anchor_mentioned and first is objects[anchor]),

@@ -25,17 +25,22 @@ class CaptionModel(nn.Module):
         self.args = {"vocab_size": vocab_size, "encoder": dict(encoder), "decoder": dict(decoder)}
         self.encoder = Encoder(**encoder)
         self.decoder = Decoder(vocab_size, self.encoder.feature_dim, **decoder)
+        # Which words the image's captions use, straight from the features: a training signal
+        # that reaches the encoder directly (Wu et al., 2016, "What value do explicit high level
+        # concepts have in vision to language problems?"); captioning does not use it.
+        self.word_head = nn.Linear(self.encoder.feature_dim, vocab_size)
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher forcing: images (B, 3, H, W), tokens (N, T) -> logits (N, T, V).
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor,
+                image_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: images (B, 3, H, W), tokens (N, T) -> word logits (N, T, V), and
+        the logits of each word appearing in the image's captions (B, V).
 
         ``image_index`` (N,) says which image each caption describes (several captions per
         image: one encoder pass); by default caption i describes image i.
         """
         features = self.encoder(images)  # (B, F)
-        if image_index is not None:
-            features = features[image_index]  # (N, F)
-        return self.decoder(features, tokens)
+        caption_features = features if image_index is None else features[image_index]  # (N, F)
+        return self.decoder(caption_features, tokens), self.word_head(features)
 
 
 def save_checkpoint(path: str | Path, model: CaptionModel, vocab_words: list[str], preprocess: dict,
@@ -67,10 +72,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsafe content"
-        raise CaptionerError(f"{path}: refused: not a plain weights file, loading it could run code ({first_line})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CaptionerError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from None
+        if "Weights only load failed" in str(error):
+            unsupported = next((line.strip() for line in str(error).splitlines() if "Unsupported global" in line),
+                               "it holds more than tensors and plain containers")
+            raise CaptionerError(f"{path}: refused: loading it could run code ({unsupported})") from None
+        raise CaptionerError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
+    except Exception as error:  # torch.load raises many kinds on a damaged or foreign file
+        raise CaptionerError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CaptionerError(f"{path}: not a captioner checkpoint")
     if payload.get("version") != CHECKPOINT_VERSION:
@@ -78,6 +86,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"{path}: checkpoint format version {payload.get('version')!r}, this captioner reads version {CHECKPOINT_VERSION}"
         )
     return payload
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def model_from_checkpoint(payload: dict) -> CaptionModel:

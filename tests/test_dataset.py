@@ -1,0 +1,38 @@
+import torch
+
+from captioner.data.dataset import CaptionDataset, EpochSampler, collate_captions
+from captioner.data.transforms import Preprocess
+from captioner.vocab import Vocabulary
+
+
+def dataset(records, mode):
+    vocab = Vocabulary.build(c for r in records for c in r.captions)
+    return CaptionDataset(records, vocab, Preprocess(32).transform(), max_length=30, seed=1, captions_per_image=mode), vocab
+
+
+def test_all_captions_share_one_image_and_word_targets_are_fractions(tiny_records):
+    data, vocab = dataset(tiny_records[:3], "all")
+    image, tokens, targets = data[0]
+    assert image.shape == (3, 32, 32) and len(tokens) == 5
+    word = vocab.index[tiny_records[0].captions[0].split()[1]]
+    expected = sum(word in t.tolist() for t in tokens) / 5
+    assert targets[word].item() == expected and 0 < expected <= 1
+    assert targets[[vocab.pad, vocab.bos, vocab.eos]].sum() == 0
+    images, padded, image_index, word_targets = collate_captions([data[0], data[1]], pad=vocab.pad)
+    assert images.shape == (2, 3, 32, 32) and padded.shape[0] == 10 and word_targets.shape == (2, len(vocab))
+    assert image_index.tolist() == [0] * 5 + [1] * 5
+
+
+def test_one_caption_per_epoch_is_deterministic_and_varies(tiny_records):
+    data, _ = dataset(tiny_records[:20], "one")
+    first = [data[i][1][0].tolist() for i in range(20)]
+    assert first == [data[i][1][0].tolist() for i in range(20)]
+    data.epoch = 1
+    assert first != [data[i][1][0].tolist() for i in range(20)]
+
+
+def test_epoch_sampler_resumes_mid_epoch():
+    full = list(EpochSampler(10, seed=3, epoch=2))
+    assert sorted(full) == list(range(10)) and list(EpochSampler(10, seed=3, epoch=2, start=4)) == full[4:]
+    assert full != list(EpochSampler(10, seed=3, epoch=3))
+    assert torch.equal(torch.tensor(full), torch.tensor(list(EpochSampler(10, seed=3, epoch=2))))
