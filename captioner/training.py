@@ -96,10 +96,11 @@ class Trainer:
         self.total_steps = config.max_epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
-        model = captioner.model
+        encoder_ids = {id(p) for p in captioner.model.encoder.parameters()}
+        others = [p for p in captioner.model.parameters() if id(p) not in encoder_ids]
         self.optimizer = torch.optim.Adam(
-            [{"params": model.encoder.parameters(), "lr": config.encoder_lr or config.lr},
-             {"params": model.decoder.parameters(), "lr": config.lr}], weight_decay=config.weight_decay)
+            [{"params": captioner.model.encoder.parameters(), "lr": config.encoder_lr or config.lr},
+             {"params": others, "lr": config.lr}], weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, partial(warmup_cosine, warmup_steps=config.warmup_steps, total_steps=self.total_steps))
         amp_dtype = autocast_dtype(self.device) if config.amp else None

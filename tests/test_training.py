@@ -65,3 +65,16 @@ def test_learning_rate_warms_up_then_decays():
     factors = [warmup_cosine(s, warmup_steps=4, total_steps=20) for s in range(20)]
     assert factors[0] == 0.25 and factors[3] == 1.0
     assert all(a >= b for a, b in zip(factors[3:], factors[4:])) and factors[-1] >= 0.05
+
+
+def test_optimizer_covers_every_parameter_once(tiny_records, tmp_path):
+    from captioner.data.transforms import Preprocess
+    from captioner.models.captioner import CaptionModel
+    from captioner.vocab import Vocabulary
+
+    vocab = Vocabulary.build(c for r in tiny_records for c in r.captions)
+    captioner = Captioner(CaptionModel(len(vocab), TINY_ENCODER, TINY_DECODER), vocab, Preprocess(32))
+    trainer = Trainer(captioner, tiny_records[:8], tiny_records[8:10], tiny_trainer(encoder_lr=1e-4), tmp_path)
+    in_groups = [id(p) for group in trainer.optimizer.param_groups for p in group["params"]]
+    assert sorted(in_groups) == sorted(id(p) for p in captioner.model.parameters())
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [1e-4 * 0.5, 3e-3 * 0.5]  # warmup step 0 of 2
