@@ -140,9 +140,8 @@ class Trainer:
                    desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}", dynamic_ncols=True)
         total_loss, images = 0.0, 0
         with bar:
-            for batch in loader:
-                pixels = batch[0]
-                loss = self._train_step(*batch)
+            for pixels, *captions in loader:
+                loss = self._train_step(pixels, *captions)
                 total_loss += loss * len(pixels)
                 images += len(pixels)
                 self.step += 1
