@@ -26,9 +26,11 @@ def trained(tmp_path_factory) -> Path:
     result = cli("train", f"data.root={work / 'data'}", "data.num_train=24", "data.num_val=8", "data.num_test=8",
                  "data.image_size=32", "model.image_size=32", "model.decoder.hidden_dim=16",
                  "model.decoder.embed_dim=8", "trainer.max_steps=3", "trainer.batch_size=8", "trainer.device=cpu",
-                 f"hydra.run.dir={work / 'run'}")
+                 "show_examples=2", f"hydra.run.dir={work / 'run'}")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    assert result.stderr.count("  model:") == 2 and result.stderr.count("  reference:") == 2
+    assert "test: attribute_accuracy=" in result.stderr
     return work
 
 

@@ -50,7 +50,11 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
 
 
 def print_examples(records: list[ImageRecord], captions: list[str], count: int) -> None:
-    for record, caption in list(zip(records, captions))[:count]:
+    """``count`` images spread evenly over the split, with the model's caption and a reference."""
+    if count <= 0:
+        return
+    stride = max(1, len(records) // count)
+    for record, caption in list(zip(records, captions))[::stride][:count]:
         print(f"{record.path}\n  model:     {caption}\n  reference: {record.captions[0]}", file=sys.stderr)
 
 
