@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch.utils.data import DataLoader
 
 from captioner.api import Captioner
@@ -32,7 +31,6 @@ def score_captions(captions: list[str], records: list[ImageRecord]) -> dict[str,
     return scores
 
 
-@torch.no_grad()
 def evaluate_records(captioner: Captioner, records: list[ImageRecord], batch_size: int = 64,
                      beam_size: int = 1) -> tuple[dict[str, float], list[str]]:
     captions = caption_records(captioner, records, batch_size, beam_size)

@@ -64,10 +64,12 @@ def test_unknown_cell_lists_valid_cells():
         Decoder(10, 4, cell="transformer")
 
 
-def test_greedy_decode_stops_and_pads_with_eos():
+def test_greedy_decode_stops_at_eos_or_max_length():
     model = CaptionModel(9, {"name": "resnet18", "grid_size": 1}, {"embed_dim": 4, "hidden_dim": 8}).eval()
-    tokens = greedy_decode(model.decoder, model.encoder(torch.randn(3, 3, 32, 32)), bos=1, eos=2, max_length=6)
-    assert tokens.shape[0] == 3 and tokens.shape[1] <= 6
-    for row in tokens.tolist():
-        if 2 in row:
-            assert all(t == 2 for t in row[row.index(2):])
+    features = model.encoder(torch.randn(3, 3, 32, 32))
+    with torch.no_grad():
+        model.decoder.out.bias[2] = 100.0  # <eos> always wins: every caption ends at once
+    assert greedy_decode(model.decoder, features, bos=1, eos=2, max_length=6).tolist() == [[2], [2], [2]]
+    with torch.no_grad():
+        model.decoder.out.bias[2], model.decoder.out.bias[5] = -100.0, 100.0  # never ends
+    assert greedy_decode(model.decoder, features, bos=1, eos=2, max_length=6).tolist() == [[5] * 6] * 3

@@ -45,9 +45,8 @@ def feature_map_stages(backbone: nn.Module) -> list[tuple[str, int]]:
         for name, module in backbone.named_children()
     ]
     try:
-        meta_copy = backbone.to("meta").eval()
         with torch.no_grad():
-            meta_copy(torch.empty(1, 3, 224, 224, device="meta"))
+            backbone.to("meta").eval()(torch.empty(1, 3, 224, 224, device="meta"))
     finally:
         for hook in hooks:
             hook.remove()
@@ -68,7 +67,8 @@ class Encoder(nn.Module):
     def __init__(self, name: str = "resnet18", weights: str | None = None, grid_size: int = 2,
                  stage: str | None = None):
         super().__init__()
-        stages = dict(feature_map_stages(build_backbone(name)))
+        with torch.device("meta"):  # shapes only: no memory, no weight initialisation
+            stages = dict(feature_map_stages(build_backbone(name)))
         if stage is None:
             stage = list(stages)[-1]
         if stage not in stages:
