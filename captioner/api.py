@@ -11,8 +11,8 @@ from PIL import Image
 
 from captioner.data.images import load_image
 from captioner.data.transforms import Preprocess
-from captioner.decoding import greedy_decode
-from captioner.errors import CaptionerError, ImageError
+from captioner.decoding import DecodeOptions, decode
+from captioner.errors import ImageError
 from captioner.models.captioner import CaptionModel, load_checkpoint, model_from_checkpoint, save_checkpoint
 from captioner.vocab import Vocabulary
 
@@ -25,6 +25,8 @@ class CaptionResult:
 
     path: str
     caption: str | None = None
+    log_prob: float | None = None
+    candidates: list[tuple[str, float]] | None = None  # decode.num_captions > 1: all of them, best first
     error: str | None = None
 
 
@@ -51,17 +53,28 @@ class Captioner:
         save_checkpoint(path, self.model, self.vocab.words, self.preprocess.to_dict(), step,
                         max_length=self.max_length, **training_state)
 
-    def caption(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 1, batch_size: int = 32) -> list[str]:
-        """Captions for image paths or PIL images. A file that cannot be read raises ImageError."""
+    def caption(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 1, batch_size: int = 32,
+                **decode) -> list[str]:
+        """The best caption for each image path or PIL image; a file that cannot be read raises ImageError.
+
+        ``decode`` takes the other :class:`DecodeOptions` (``length_penalty=0.7``, ``strategy="sample"``...).
+        """
+        return [candidates[0][0] for candidates in self.caption_candidates(images, beam_size, batch_size, **decode)]
+
+    def caption_candidates(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 1, batch_size: int = 32,
+                           **decode) -> list[list[tuple[str, float]]]:
+        """``decode["num_captions"]`` captions per image, best first, each with its log-probability."""
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
-        captions: list[str] = []
+        options = DecodeOptions(beam_size=beam_size, **decode)
+        results: list[list[tuple[str, float]]] = []
         for start in range(0, len(images), batch_size):
             batch = [self.transform(load_image(image)) for image in images[start : start + batch_size]]
-            captions += self.caption_tensors(torch.stack(batch), beam_size=beam_size)
-        return captions
+            results += self.decode_tensors(torch.stack(batch), options)
+        return results
 
-    def caption_files(self, paths: Iterable[str | Path], beam_size: int = 1, batch_size: int = 32) -> Iterator[CaptionResult]:
+    def caption_files(self, paths: Iterable[str | Path], options: DecodeOptions = DecodeOptions(),
+                      batch_size: int = 32) -> Iterator[CaptionResult]:
         """Caption many files lazily; unreadable ones come back with ``error`` set, the rest go on."""
         pending: list[tuple[str, torch.Tensor]] = []
         for path in paths:
@@ -70,23 +83,28 @@ class Captioner:
             except ImageError as error:
                 yield CaptionResult(str(path), error=error.reason)
             if len(pending) == batch_size:
-                yield from self._caption_pending(pending, beam_size)
+                yield from self._caption_pending(pending, options)
                 pending = []
-        yield from self._caption_pending(pending, beam_size)
+        yield from self._caption_pending(pending, options)
 
-    def _caption_pending(self, pending: list[tuple[str, torch.Tensor]], beam_size: int) -> Iterator[CaptionResult]:
+    def _caption_pending(self, pending: list[tuple[str, torch.Tensor]], options: DecodeOptions) -> Iterator[CaptionResult]:
         if pending:
-            captions = self.caption_tensors(torch.stack([pixels for _, pixels in pending]), beam_size)
-            yield from (CaptionResult(path, caption) for (path, _), caption in zip(pending, captions))
+            results = self.decode_tensors(torch.stack([pixels for _, pixels in pending]), options)
+            for (path, _), candidates in zip(pending, results):
+                yield CaptionResult(path, candidates[0][0], candidates[0][1], candidates)
 
-    @torch.no_grad()
-    def caption_tensors(self, pixels: torch.Tensor, beam_size: int = 1) -> list[str]:
-        """Captions for preprocessed images (B, 3, S, S)."""
-        if beam_size != 1:
-            raise CaptionerError("beam search is not available yet; use beam_size=1")
+    def caption_tensors(self, pixels: torch.Tensor, options: DecodeOptions = DecodeOptions()) -> list[str]:
+        """The best caption for each preprocessed image (B, 3, S, S)."""
+        return [candidates[0][0] for candidates in self.decode_tensors(pixels, options)]
+
+    @torch.inference_mode()
+    def decode_tensors(self, pixels: torch.Tensor, options: DecodeOptions = DecodeOptions()) -> list[list[tuple[str, float]]]:
+        """Preprocessed images (B, 3, S, S) -> per image, ``options.num_captions`` (caption, log-prob) pairs."""
         was_training = self.model.training
         self.model.eval()
         features = self.model.encoder(pixels.to(self.device))  # (B, F)
-        tokens = greedy_decode(self.model.decoder, features, self.vocab.bos, self.vocab.eos, self.max_length)
+        vocab = self.vocab
+        banned = [vocab.pad, vocab.bos] + ([vocab.unk] if options.suppress_unk else [])
+        hypotheses = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, options, self.max_length)
         self.model.train(was_training)
-        return [self.vocab.decode(row) for row in tokens.tolist()]
+        return [[(vocab.decode(h.tokens), h.log_prob) for h in image] for image in hypotheses]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,28 @@ def tiny_checkpoint(tiny_records, tmp_path_factory) -> Path:
     out_dir = tmp_path_factory.mktemp("run")
     run(tiny_records, out_dir, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_steps=3), image_size=32, test_split=None)
     return out_dir / "model.pt"
+
+
+def tiny_data(work: Path) -> list[str]:
+    """Overrides for a tiny synthetic dataset under ``work/data`` (the same in every command)."""
+    return [f"data.root={work / 'data'}", "data.num_train=24", "data.num_val=8", "data.num_test=8",
+            "data.image_size=32"]
+
+
+def cli(module: str, *overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", f"captioner.cli.{module}", *overrides], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> Path:
+    """A tiny model trained for a few steps through captioner-train."""
+    work = tmp_path_factory.mktemp("cli")
+    result = cli("train", *tiny_data(work), "model.image_size=32", "model.decoder.hidden_dim=16",
+                 "model.decoder.embed_dim=8", "trainer.max_steps=3", "trainer.batch_size=8", "trainer.device=cpu",
+                 "show_examples=2", f"hydra.run.dir={work / 'run'}")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("  model:") == 2 and result.stderr.count("  reference:") == 2
+    assert "attribute_accuracy=" in result.stderr and "CIDEr=" in result.stderr
+    return work

@@ -5,33 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import cli
+
 pytestmark = pytest.mark.slow
-
-
-def cli(module: str, *overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"captioner.cli.{module}", *overrides], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A tiny model trained for a few steps through captioner-train."""
-    work = tmp_path_factory.mktemp("cli")
-    result = cli("train", f"data.root={work / 'data'}", "data.num_train=24", "data.num_val=8", "data.num_test=8",
-                 "data.image_size=32", "model.image_size=32", "model.decoder.hidden_dim=16",
-                 "model.decoder.embed_dim=8", "trainer.max_steps=3", "trainer.batch_size=8", "trainer.device=cpu",
-                 "show_examples=2", f"hydra.run.dir={work / 'run'}")
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("  model:") == 2 and result.stderr.count("  reference:") == 2
-    assert "test: attribute_accuracy=" in result.stderr
-    return work
 
 
 def test_train_writes_outputs(trained):

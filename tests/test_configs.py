@@ -44,3 +44,15 @@ def test_data_target_instantiates(tmp_path):
 def test_interactive_commands_do_not_litter_the_working_dir():
     cfg = compose_config("caption")
     assert cfg.hydra.run.dir == "." and cfg.hydra.output_subdir is None
+
+
+@pytest.mark.parametrize("name", ["caption", "evaluate", "train"])
+def test_decode_group_builds_decode_options_and_summary_callback_resolves(name):
+    from hydra.utils import get_class
+
+    from captioner.decoding import DecodeOptions
+
+    cfg = compose_config(name, ["decode.beam_size=3", "decode.length_penalty=0.7"])
+    assert DecodeOptions(**cfg.decode) == DecodeOptions(beam_size=3, length_penalty=0.7)
+    for callback in cfg.hydra.callbacks.values():
+        get_class(callback._target_)

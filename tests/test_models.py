@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from captioner.decoding import greedy_decode
+from captioner.decoding import beam_search
 from captioner.errors import CaptionerError
 from captioner.models.captioner import CaptionModel
 from captioner.models.decoder import Decoder
@@ -64,12 +64,14 @@ def test_unknown_cell_lists_valid_cells():
         Decoder(10, 4, cell="transformer")
 
 
-def test_greedy_decode_stops_at_eos_or_max_length():
+def test_decoding_stops_at_eos_or_max_length():
     model = CaptionModel(9, {"name": "resnet18", "grid_size": 1}, {"embed_dim": 4, "hidden_dim": 8}).eval()
     features = model.encoder(torch.randn(3, 3, 32, 32))
     with torch.no_grad():
         model.decoder.out.bias[2] = 100.0  # <eos> always wins: every caption ends at once
-    assert greedy_decode(model.decoder, features, bos=1, eos=2, max_length=6).tolist() == [[2], [2], [2]]
+    tokens, _, _ = beam_search(model.decoder, features, bos=1, eos=2, max_length=6, beam_size=2)  # (B, K, T)
+    assert tokens[:, 0, 0].tolist() == [2, 2, 2]  # the best beam ends at once (the others may run on)
     with torch.no_grad():
         model.decoder.out.bias[2], model.decoder.out.bias[5] = -100.0, 100.0  # never ends
-    assert greedy_decode(model.decoder, features, bos=1, eos=2, max_length=6).tolist() == [[5] * 6] * 3
+    tokens, _, _ = beam_search(model.decoder, features, bos=1, eos=2, max_length=6, beam_size=2)
+    assert tokens[:, 0].tolist() == [[5] * 6] * 3

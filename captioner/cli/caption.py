@@ -13,20 +13,22 @@ from omegaconf import DictConfig
 from captioner.api import CaptionResult, Captioner
 from captioner.cli.common import CONFIG_PATH, user_errors
 from captioner.data.images import IMAGE_EXTENSIONS
+from captioner.decoding import DecodeOptions
+from captioner.devices import resolve_device
 from captioner.errors import CaptionerError
 from captioner.io import atomic_open
 from captioner.paths import expand_inputs
 
 
-def run(checkpoint: str, input: str, output: str | None = None, beam_size: int = 1,
+def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOptions = DecodeOptions(),
         batch_size: int = 32, device: str = "cpu") -> dict:
     """Print ``path<TAB>caption`` per image; unreadable files are reported and skipped."""
     if output is not None and Path(output).suffix.lower() not in (".json", ".csv"):
         raise CaptionerError(f"output={output}: must end in .json or .csv")
     paths = expand_inputs(input, IMAGE_EXTENSIONS)
-    captioner = Captioner.load(checkpoint, device=device)
+    captioner = Captioner.load(checkpoint, device=resolve_device(device))
     results: list[CaptionResult] = []
-    for result in captioner.caption_files(paths, beam_size=beam_size, batch_size=batch_size):
+    for result in captioner.caption_files(paths, decode, batch_size):
         results.append(result)
         if result.error:
             print(f"error: {result.path}: {result.error}", file=sys.stderr)
@@ -43,13 +45,17 @@ def run(checkpoint: str, input: str, output: str | None = None, beam_size: int =
 
 
 def write_results(path: Path, results: list[CaptionResult]) -> None:
-    rows = [{"path": r.path, "caption": r.caption, "error": r.error} for r in results]
+    """JSON: every field, with all candidates when decode.num_captions > 1; CSV: the best caption."""
+    rows = [{"path": r.path, "caption": r.caption, "log_prob": r.log_prob, "error": r.error} for r in results]
     with atomic_open(path) as handle:
         if path.suffix.lower() == ".json":
+            for row, result in zip(rows, results):
+                if result.candidates and len(result.candidates) > 1:
+                    row["candidates"] = [{"caption": c, "log_prob": lp} for c, lp in result.candidates]
             json.dump(rows, handle, indent=2)
             handle.write("\n")
         else:
-            writer = csv.DictWriter(handle, fieldnames=["path", "caption", "error"])
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["path", "caption", "log_prob", "error"])
             writer.writeheader()
             writer.writerows(rows)
 
@@ -57,7 +63,7 @@ def write_results(path: Path, results: list[CaptionResult]) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="caption")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        counts = run(cfg.checkpoint, str(cfg.input), cfg.output, cfg.beam_size, cfg.batch_size, cfg.device)
+        counts = run(cfg.checkpoint, str(cfg.input), cfg.output, DecodeOptions(**cfg.decode), cfg.batch_size, cfg.device)
     if counts["failed"]:
         sys.exit(1)
 

@@ -13,9 +13,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from captioner.api import Captioner
-from captioner.cli.common import CONFIG_PATH, user_errors
+from captioner.cli.common import CONFIG_PATH, limit_threads_in_parallel_sweeps, user_errors
 from captioner.data.formats import ImageRecord, split_records
 from captioner.data.transforms import Preprocess
+from captioner.decoding import DecodeOptions
 from captioner.evaluation import evaluate_records
 from captioner.io import write_json
 from captioner.models.captioner import CaptionModel
@@ -25,8 +26,13 @@ from captioner.vocab import Vocabulary
 
 def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder: dict, trainer: TrainerConfig,
         image_size: int = 64, seed: int = 0, vocab_min_count: int = 1, max_length: int = 30,
-        test_split: str | None = "test", show_examples: int = 0) -> dict:
-    """Train on the train split, select on val, score the best model on ``test_split``; write metrics.json."""
+        test_split: str | None = "test", show_examples: int = 0, decode: DecodeOptions = DecodeOptions(),
+        text_metrics: dict | None = None) -> dict:
+    """Train on the train split, select on val, score the best model on ``test_split``; write metrics.json.
+
+    The test split is captioned with ``decode`` and scored with the coco-caption metrics
+    (``text_metrics``: their options) and, on synthetic data, attribute accuracy.
+    """
     out_dir = Path(out_dir)
     random.seed(seed)
     torch.manual_seed(seed)
@@ -41,7 +47,7 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
     if test_split:
         test_records = split_records(records, test_split)
         best = Captioner.load(out_dir / BEST, device=captioner.device)
-        scores, captions = evaluate_records(best, test_records, trainer.val_batch_size)
+        scores, captions = evaluate_records(best, test_records, decode, trainer.val_batch_size, text_metrics or {})
         metrics |= {k: round(v, 4) for k, v in scores.items()}
         print_examples(test_records, captions, show_examples)
         print(f"{test_split}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()), file=sys.stderr)
@@ -61,6 +67,7 @@ def print_examples(records: list[ImageRecord], captions: list[str], count: int) 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> None:
     with user_errors():
+        limit_threads_in_parallel_sweeps()
         run(
             records=instantiate(cfg.data),
             out_dir=HydraConfig.get().runtime.output_dir,
@@ -73,6 +80,8 @@ def main(cfg: DictConfig) -> None:
             max_length=cfg.vocab.max_length,
             test_split=cfg.test_split,
             show_examples=cfg.show_examples,
+            decode=DecodeOptions(**cfg.decode),
+            text_metrics=OmegaConf.to_container(cfg.metrics),
         )
 
 

@@ -1,0 +1,79 @@
+"""One table for a Hydra multirun: each job's overrides and metrics, best first.
+
+Every job writes ``metrics.json`` in its own dir; ``on_multirun_end`` runs once in the main
+process after all jobs (``on_job_end`` would run inside joblib/submitit workers), collects them
+and writes ``summary.csv`` and ``summary.md`` into the sweep dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from captioner.io import atomic_open
+
+# The first of these a sweep reports decides the order (higher is better).
+RANK_BY = ("CIDEr", "attribute_accuracy", "val_attribute_accuracy")
+
+
+class SummaryCallback(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = collect_jobs(sweep_dir)
+        if not rows:
+            print(f"summary: no metrics.json under {sweep_dir}", file=sys.stderr)
+            return
+        write_summary(sweep_dir, rows)
+        print(f"summary of {len(rows)} jobs: {sweep_dir / 'summary.md'}", file=sys.stderr)
+
+
+def collect_jobs(sweep_dir: Path) -> list[dict]:
+    """One row per job dir holding metrics.json: ``{"overrides": {...}, "metrics": {...}}``."""
+    rows = []
+    for metrics_file in sorted(sweep_dir.rglob("metrics.json")):
+        overrides_file = metrics_file.parent / ".hydra" / "overrides.yaml"
+        overrides = OmegaConf.load(overrides_file) if overrides_file.is_file() else []
+        rows.append({"overrides": dict(item.split("=", 1) for item in overrides),
+                     "metrics": json.loads(metrics_file.read_text(encoding="utf-8"))})
+    return rows
+
+
+def summary_table(rows: list[dict]) -> tuple[list[str], list[list], dict[str, str]]:
+    """Columns (the overrides that differ between jobs, then the metrics), rows best first, and the
+    overrides every job shares."""
+    keys = list(dict.fromkeys(k for row in rows for k in row["overrides"]))
+    varying = [k for k in keys if len({row["overrides"].get(k) for row in rows}) > 1] if len(rows) > 1 else keys
+    shared = {k: rows[0]["overrides"][k] for k in keys if k not in varying}
+    metrics = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
+    rank = next((m for m in RANK_BY if m in metrics), None)
+    if rank:
+        rows = sorted(rows, key=lambda row: -float(row["metrics"].get(rank, float("-inf"))))
+    table = [[row["overrides"].get(k, "") for k in varying] + [row["metrics"].get(m, "") for m in metrics]
+             for row in rows]
+    return varying + metrics, table, shared
+
+
+def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
+    columns, table, shared = summary_table(rows)
+    with atomic_open(sweep_dir / "summary.csv") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(table)
+    lines = [f"# Sweep summary: {sweep_dir.name}", ""]
+    if shared:
+        lines += ["Same in every job: " + ", ".join(f"`{k}={v}`" for k, v in shared.items()), ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in table]
+    with atomic_open(sweep_dir / "summary.md") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print("\n".join(lines[2:]), file=sys.stderr)
+
+
+def _cell(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
