@@ -4,8 +4,8 @@
 >>> Captioner.load("outputs/demo/model.pt").caption(["photo.jpg"])
 """
 
-from captioner.api import CaptionResult, Captioner
+from captioner.api import Captioner, CaptionResult
 from captioner.errors import CaptionerError, ImageError
 
-__all__ = ["Captioner", "CaptionResult", "CaptionerError", "ImageError"]
+__all__ = ["CaptionResult", "Captioner", "CaptionerError", "ImageError"]
 __version__ = "0.1.0"

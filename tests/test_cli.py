@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import cli
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-
 from conftest import cli, tiny_data
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-import captioner.metrics as metrics
+from captioner import metrics
 from captioner.cli.evaluate import evaluate_files, read_coco_references, read_coco_results
 from captioner.errors import CaptionerError
 from captioner.metrics import COCO_METRICS, coco_caption_metrics, python_ptb_tokenize

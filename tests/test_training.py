@@ -3,13 +3,12 @@ import json
 
 import pytest
 import torch
+from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
 
 from captioner import Captioner
 from captioner.cli.train import run
 from captioner.models.captioner import load_checkpoint
 from captioner.training import Trainer, warmup_cosine
-
-from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
 
 
 def test_run_writes_checkpoints_curve_and_metrics(tiny_records, tmp_path):

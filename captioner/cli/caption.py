@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from captioner.api import CaptionResult, Captioner
+from captioner.api import Captioner, CaptionResult
 from captioner.cli.common import CONFIG_PATH, user_errors
 from captioner.data.images import IMAGE_EXTENSIONS
 from captioner.decoding import DecodeOptions
