@@ -88,3 +88,16 @@ def test_dataset_is_reused_and_regenerated_when_settings_change(tiny_data_root, 
     before = split_file.stat().st_mtime_ns
     again = synthetic_dataset(tiny_data_root, image_size=32, num_train=48, num_val=16, num_test=20, seed=3)
     assert split_file.stat().st_mtime_ns == before and [r.captions for r in again] == [r.captions for r in tiny_records]
+
+
+def test_three_object_captions_name_the_anchor_first_and_refer_to_it():
+    scene = Scene.from_json({"objects": [
+        {"colour": "red", "shape": "circle", "size": "small", "x": 0.2, "y": 0.5},
+        {"colour": "blue", "shape": "square", "size": "large", "x": 0.5, "y": 0.5},
+        {"colour": "green", "shape": "star", "size": "small", "x": 0.5, "y": 0.8}],
+        "relations": [[0, "left", 1], [2, "below", 1]]})
+    assert caption_matches_scene("a blue square with a red circle left of it and a green star below it", scene)
+    assert caption_matches_scene("there is a big blue box with a green star under it and a red disc to the left of it",
+                                 scene)
+    assert not caption_matches_scene("a red circle with a blue square right of it and a green star below it", scene)
+    assert not caption_matches_scene("a blue square with a red circle left of it and a green star above it", scene)

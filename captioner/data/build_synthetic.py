@@ -30,7 +30,7 @@ def synthetic_dataset(root: str | Path = "data/synthetic", image_size: int = 64,
     """
     root = Path(root)
     settings = {"image_size": image_size, "num_train": num_train, "num_val": num_val, "num_test": num_test,
-                "novel_fraction": novel_fraction, "seed": seed, "generator_version": 3}
+                "novel_fraction": novel_fraction, "seed": seed, "generator_version": 4}
     split_file = root / SPLIT_FILE
     if not _has_settings(split_file, settings):
         _generate(root, settings)

@@ -194,29 +194,36 @@ def describe_scene(scene: Scene, rng: random.Random, count: int = 5) -> list[str
 
 def _describe_once(scene: Scene, rng: random.Random) -> str:
     objects = scene.objects
-    if not scene.relations:
+    if len(objects) == 1:
         phrase = _object_phrase(objects[0], rng)
         return rng.choice(("{}", "there is {}", "a picture of {}", "{} on its own")).format(phrase)
-    clauses = []
-    anchor_mentioned = False
-    relations = list(scene.relations)
-    if rng.random() < REVERSED_ORDER:
-        relations.reverse()
-    for subject, relation, anchor in relations:
-        first, second = objects[subject], objects[anchor]
-        if relation in ("right", "below"):  # usually told left to right, top to bottom
-            first, second, relation = second, first, INVERSE[relation]
-        if rng.random() < REVERSED_ORDER:  # sometimes the other way round
-            first, second, relation = second, first, INVERSE[relation]
-        words = [
-            _object_phrase(first, rng, definite=anchor_mentioned and first is objects[anchor]),
-            rng.choice(RELATION_PHRASES[relation]),
-            _object_phrase(second, rng, definite=anchor_mentioned and second is objects[anchor]),
-        ]
-        anchor_mentioned = True
-        clauses.append(" ".join(words))
-    caption = " and ".join(clauses)
+    if len(objects) == 2:
+        caption = _pair_phrase(scene, rng)
+    else:
+        caption = _anchor_phrase(scene, rng)
     return f"there is {caption}" if rng.random() < 0.25 else caption
+
+
+def _pair_phrase(scene: Scene, rng: random.Random) -> str:
+    """"A rel B", usually told left to right / top to bottom."""
+    (subject, relation, anchor), = scene.relations
+    first, second = scene.objects[subject], scene.objects[anchor]
+    if relation in ("right", "below"):
+        first, second, relation = second, first, INVERSE[relation]
+    if rng.random() < REVERSED_ORDER:  # sometimes the other way round
+        first, second, relation = second, first, INVERSE[relation]
+    return f"{_object_phrase(first, rng)} {rng.choice(RELATION_PHRASES[relation])} {_object_phrase(second, rng)}"
+
+
+def _anchor_phrase(scene: Scene, rng: random.Random) -> str:
+    """"ANCHOR with A rel it and C rel it": the object both others relate to is named first and
+    once. (Measured: with "A rel B and the B rel C", the decoder garbled the repeated anchor.)"""
+    anchor = scene.objects[scene.relations[0][2]]
+    clauses = [f"{_object_phrase(scene.objects[subject], rng)} {rng.choice(RELATION_PHRASES[relation])} it"
+               for subject, relation, _ in sorted(scene.relations, key=lambda r: RELATIONS.index(r[1]))]
+    if rng.random() < REVERSED_ORDER:
+        clauses.reverse()
+    return f"{_object_phrase(anchor, rng)} with {' and '.join(clauses)}"
 
 
 def _object_phrase(obj: SceneObject, rng: random.Random, definite: bool = False) -> str:
@@ -242,7 +249,7 @@ def parse_caption(caption: str) -> tuple[set[tuple[str, str]], set[tuple]]:
     """The objects ``(colour, shape)`` a caption names and its relations.
 
     Relations come from every "object relation object" run of the caption, normalised to
-    ``left``/``above`` so that "A right of B" equals "B left of A".
+    ``left``/``above`` so that "A right of B" equals "B left of A"; "it" is the first object named.
     """
     tokens = tokenize(caption)
     items: list[tuple] = []
@@ -251,6 +258,10 @@ def parse_caption(caption: str) -> tuple[set[tuple[str, str]], set[tuple]]:
         if tokens[i] in _COLOUR_OF and i + 1 < len(tokens) and tokens[i + 1] in _SHAPE_OF:
             items.append(("object", (_COLOUR_OF[tokens[i]], _SHAPE_OF[tokens[i + 1]])))
             i += 2
+            continue
+        if tokens[i] == "it" and items and items[0][0] == "object":
+            items.append(items[0])
+            i += 1
             continue
         for phrase, relation in _RELATION_PHRASES:
             if tuple(tokens[i : i + len(phrase)]) == phrase:
