@@ -1,0 +1,73 @@
+"""captioner-tag: tag video files (a file, a folder or a glob) with a captioning model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from captioner.api import Captioner
+from captioner.cli.common import CONFIG_PATH, user_errors
+from captioner.decoding import DecodeOptions
+from captioner.devices import resolve_device
+from captioner.paths import expand_inputs
+from captioner.video.export import export_all
+from captioner.video.frames import VIDEO_EXTENSIONS, VideoError
+from captioner.video.shots import ShotOptions
+from captioner.video.tagger import TagOptions, VideoTagger
+
+
+def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = TagOptions(),
+        decode: DecodeOptions = DecodeOptions(), device: str = "cpu", progress: bool = True) -> dict:
+    """Tag every video; a bad one is reported on one line and the rest go on."""
+    paths = expand_inputs(video, VIDEO_EXTENSIONS)
+    tagger = VideoTagger(Captioner.load(checkpoint, device=resolve_device(device)), options, decode)
+    failed: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            tagged = tagger.tag(path, progress=progress)
+        except VideoError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed.append((path, error.reason))
+            continue
+        written = export_all(tagged, out_dir, path.stem)
+        result = tagged.result
+        print(f"{path}: {result['duration']:.1f} s, {len(result['shots'])} shots, {len(result['segments'])} segments, "
+              f"tags: {', '.join(t['tag'] for t in result['tags'][:8])}")
+        print("  wrote " + "  ".join(str(p) for p in written))
+    if failed and len(paths) > 1:
+        print(f"{len(failed)} of {len(paths)} videos could not be tagged:", file=sys.stderr)
+        for path, reason in failed:
+            print(f"  {path}: {reason}", file=sys.stderr)
+    return {"tagged": len(paths) - len(failed), "failed": len(failed)}
+
+
+def tag_options(video: DictConfig) -> TagOptions:
+    settings = {k: v for k, v in OmegaConf.to_container(video).items() if k != "path"}
+    return TagOptions(**{**settings, "shots": ShotOptions(**settings["shots"])})
+
+
+def video_path_shorthand(argv: list[str]) -> list[str]:
+    """``video=PATH`` -> ``video.path=PATH``: ``video`` is also the config group of the tagging options."""
+    return [f"video.path={arg[len('video='):]}" if arg.startswith("video=") and arg != "video=default" else arg
+            for arg in argv]
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="tag")
+def _main(cfg: DictConfig) -> None:
+    with user_errors():
+        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, tag_options(cfg.video),
+                     DecodeOptions(**cfg.decode), cfg.device)
+    if counts["failed"]:
+        sys.exit(1)
+
+
+def main() -> None:
+    sys.argv = video_path_shorthand(sys.argv)
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Video tagging: frames -> shots -> keyframe captions -> segments and tags -> exports."""

@@ -1,0 +1,239 @@
+"""Tag a video: sample frames, find shots, caption keyframes in batches, merge into segments and tags.
+
+One pass over the file (:mod:`captioner.video.frames`); shot detection (:mod:`.shots`) runs on
+the same frames. Memory stays flat with the video's length: frames are captioned in batches and
+dropped; what is kept per second of video is one caption and a few numbers, plus one small JPEG
+thumbnail per shot for the contact sheet.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from captioner.api import Captioner
+from captioner.decoding import DecodeOptions
+from captioner.video.frames import Frame, VideoInfo, open_video, stream_frames
+from captioner.video.shots import ShotDetector, ShotOptions
+from captioner.video.tags import content_words, similarity
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TagOptions:
+    """The ``video`` config group."""
+
+    every_seconds: float = 1.0  # one captioned sample per this many seconds
+    shot_detect_fps: float = 0.0  # frames per second compared for cuts (0: every frame)
+    merge_similarity: float = 0.6  # consecutive captions of a shot this alike (content words) merge
+    batch_size: int = 16  # keyframes captioned together
+    thumbnail_width: int = 320  # pixels, keyframes kept for the contact sheet
+    shots: ShotOptions = field(default_factory=ShotOptions)
+
+
+@dataclass
+class Sample:
+    time: float
+    frame: int
+    thumbnail: np.ndarray | None = None  # BGR, until the shot's keyframe is chosen
+    caption: str = ""
+
+
+@dataclass
+class TaggedVideo:
+    result: dict  # the JSON document (schema in the README)
+    keyframes: list[dict]  # per shot: start, caption, thumbnail (BGR), for the contact sheet
+
+
+class VideoTagger:
+    """Tags videos with one :class:`Captioner` (the same object the CLI and API caption images with)."""
+
+    def __init__(self, captioner: Captioner, options: TagOptions = TagOptions(),
+                 decode: DecodeOptions = DecodeOptions()):
+        self.captioner, self.options, self.decode = captioner, options, decode
+
+    def tag(self, path: str | Path, progress: bool = False) -> TaggedVideo:
+        capture, info = open_video(path)
+        run = _Run(self, info)
+        analyse_every = 1.0 / self.options.shot_detect_fps if self.options.shot_detect_fps > 0 else 0.0
+        bar = tqdm(total=int(info.header_seconds) or None, unit="s", desc=Path(path).name, file=sys.stderr,
+                   disable=not progress, mininterval=0.1 if sys.stderr.isatty() else 15)
+        try:
+            with bar:
+                for frame in stream_frames(capture, info, self.options.every_seconds, analyse_every):
+                    run.add(frame)
+                    if int(frame.time) > bar.n:  # whole seconds of video done (the header may under-count)
+                        bar.total = max(bar.total or 0, int(frame.time)) if bar.total else None
+                        bar.update(int(frame.time) - bar.n)
+        finally:
+            capture.release()
+        return run.finish()
+
+
+def tag_video(captioner: Captioner, path: str | Path, options: TagOptions = TagOptions(),
+              decode: DecodeOptions = DecodeOptions()) -> dict:
+    """The tags of one video as a JSON-able dict: shots, segments with captions and tags, video tags."""
+    return VideoTagger(captioner, options, decode).tag(path).result
+
+
+class _Run:
+    """The state of tagging one video."""
+
+    def __init__(self, tagger: VideoTagger, info: VideoInfo):
+        self.tagger, self.info, self.options = tagger, info, tagger.options
+        self.detector = ShotDetector(self.options.shots)
+        self.cuts: list[tuple[int, float]] = []  # first frame and time of every shot after the first
+        self.samples: list[Sample] = []
+        self.recent: deque[Sample] = deque()  # analysed frames of the last seconds: keyframes of short shots
+        self.to_caption: list[tuple[Sample, torch.Tensor]] = []
+        self.last: Frame | None = None
+        self.frame_size: tuple[int, int] = (0, 0)
+
+    def add(self, frame: Frame) -> None:
+        if self.last is None:
+            self.frame_size = frame.image.shape[:2]  # as decoded and rotated: more reliable than the header
+        self.last = frame
+        thumbnail = _resize_to_width(frame.image, self.options.thumbnail_width)
+        if frame.analyse:
+            self.recent.append(Sample(frame.time, frame.index, thumbnail))
+            while self.recent[0].time < frame.time - self.options.every_seconds - 1.0:
+                self.recent.popleft()
+            for cut in self.detector.add(frame.index, frame.time, thumbnail):
+                self._close_shot(cut)
+        if frame.sample:
+            sample = Sample(frame.time, frame.index, thumbnail)
+            self.samples.append(sample)
+            self._caption_later(sample)
+
+    def _close_shot(self, cut: tuple[int, float]) -> None:
+        """The shot before ``cut`` is complete: give it a keyframe if no sample fell in it."""
+        start = self.cuts[-1][1] if self.cuts else 0.0
+        self.cuts.append(cut)
+        if not self._samples_in(start, cut[1]):
+            inside = [s for s in self.recent if start <= s.time < cut[1]]
+            if inside:  # a shot shorter than the sampling step: its middle analysed frame
+                middle = inside[len(inside) // 2]
+                keyframe = Sample(middle.time, middle.frame, middle.thumbnail)
+                bisect.insort(self.samples, keyframe, key=lambda s: s.time)
+                self._caption_later(keyframe)
+        inside = self._samples_in(start, cut[1])
+        for sample in inside:  # keep only the keyframe's thumbnail (the middle sample)
+            if sample is not inside[(len(inside) - 1) // 2]:
+                sample.thumbnail = None
+
+    def _samples_in(self, start: float, end: float) -> list[Sample]:
+        """The samples with start <= time < end, searched from the newest (shots close in order)."""
+        found = []
+        for sample in reversed(self.samples):
+            if sample.time < start:
+                break
+            if sample.time < end:
+                found.append(sample)
+        return found[::-1]
+
+    def _caption_later(self, sample: Sample) -> None:
+        rgb = Image.fromarray(cv2.cvtColor(sample.thumbnail, cv2.COLOR_BGR2RGB))
+        self.to_caption.append((sample, self.tagger.captioner.transform(rgb)))
+        if len(self.to_caption) >= self.options.batch_size:
+            self._caption_pending()
+
+    def _caption_pending(self) -> None:
+        if self.to_caption:
+            pixels = torch.stack([pixels for _, pixels in self.to_caption])
+            for (sample, _), caption in zip(self.to_caption, self.tagger.captioner.caption_tensors(pixels, self.tagger.decode)):
+                sample.caption = caption
+            self.to_caption = []
+
+    def finish(self) -> TaggedVideo:
+        for cut in self.detector.finish():
+            self._close_shot(cut)
+        duration = self.last.time + (1.0 / self.info.fps if self.info.fps > 0 else 0.0)
+        self._close_shot((self.last.index + 1, duration))
+        self.cuts.pop()  # the end of the video is not a cut
+        self._caption_pending()
+        shots = self._shots(duration)
+        segments, keyframes = [], []
+        for number, shot in enumerate(shots):
+            inside = [s for s in self.samples if shot["start"] <= s.time < shot["end"]]
+            if not inside:  # cannot happen with frames decoded in the shot; keep the shot, no caption
+                shot["keyframe"] = None
+                continue
+            keyframe = inside[(len(inside) - 1) // 2]
+            shot["keyframe"] = {"time": round(keyframe.time, 3), "frame": keyframe.frame, "caption": keyframe.caption}
+            keyframes.append({"shot": number, "time": keyframe.time, "caption": keyframe.caption,
+                              "thumbnail": keyframe.thumbnail})
+            segments += self._segments(number, shot, inside)
+        result = {
+            "version": SCHEMA_VERSION,
+            "video": self.info.path,
+            "duration": round(duration, 3),
+            "fps": round(self.info.fps, 3),
+            "width": self.frame_size[1],
+            "height": self.frame_size[0],
+            "frames": self.last.index + 1,
+            "every_seconds": self.options.every_seconds,
+            "shots": shots,
+            "segments": segments,
+            "tags": video_tags(segments),
+            "samples": [{"time": round(s.time, 3), "frame": s.frame, "caption": s.caption} for s in self.samples],
+        }
+        return TaggedVideo(result, keyframes)
+
+    def _shots(self, duration: float) -> list[dict]:
+        starts = [(0, 0.0), *self.cuts]
+        ends = [(index - 1, time) for index, time in self.cuts] + [(self.last.index, duration)]
+        return [{"start": round(start, 3), "end": round(end, 3), "start_frame": first, "end_frame": last}
+                for (first, start), (last, end) in zip(starts, ends)]
+
+    def _segments(self, shot_number: int, shot: dict, samples: list[Sample]) -> list[dict]:
+        """Runs of consecutive samples with (near-)same captions; each covers until the next starts."""
+        runs: list[list[Sample]] = []
+        for sample in samples:
+            if runs and similarity(runs[-1][-1].caption, sample.caption) >= self.options.merge_similarity:
+                runs[-1].append(sample)
+            else:
+                runs.append([sample])
+        starts = [shot["start"]] + [run[0].time for run in runs[1:]]
+        ends = starts[1:] + [shot["end"]]
+        segments = []
+        for run, start, end in zip(runs, starts, ends):
+            caption = Counter(s.caption for s in run).most_common(1)[0][0]
+            segments.append({"start": round(start, 3), "end": round(end, 3), "start_timecode": timecode(start),
+                             "end_timecode": timecode(end), "shot": shot_number, "caption": caption,
+                             "tags": content_words(caption)})
+        return segments
+
+
+def video_tags(segments: list[dict]) -> list[dict]:
+    """Every tag with the seconds of video its segments cover, most covered first."""
+    seconds: Counter[str] = Counter()
+    for segment in segments:
+        for tag in segment["tags"]:
+            seconds[tag] += segment["end"] - segment["start"]
+    return [{"tag": tag, "seconds": round(total, 3)} for tag, total in sorted(seconds.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def timecode(seconds: float, separator: str = ".") -> str:
+    """``HH:MM:SS.mmm`` (``separator=","`` for SRT)."""
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
+    height, original = image.shape[:2]
+    if original <= width:
+        return image
+    return cv2.resize(image, (width, max(1, round(height * width / original))), interpolation=cv2.INTER_AREA)

