@@ -16,11 +16,18 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## generate the synthetic data, train the demo model, evaluate it (outputs/demo/)
+demo: $(STAMP)  ## generate the synthetic data, train and evaluate the demo model, tag a synthetic video (outputs/demo/)
 	$(VENV)/bin/captioner-train experiment=demo hydra.run.dir=outputs/demo
+	$(PYTHON) -m captioner.data.synthetic_video data/synthetic_videos 1
+	$(VENV)/bin/captioner-tag checkpoint=outputs/demo/model.pt video=data/synthetic_videos/video_000.mp4 out_dir=outputs/demo/video
 
 test: $(STAMP)  ## run the whole test suite
 	$(PYTHON) -m pytest
+
+benchmark: $(STAMP)  ## print the benchmarks' figures (needs outputs/demo/model.pt: make demo)
+	$(PYTHON) -m pip install --quiet -e ".[test,bench]"
+	$(PYTHON) benchmarks/decode_speed.py
+	$(PYTHON) benchmarks/video_tagging.py
 
 test-fast: $(STAMP)  ## the tests without the end-to-end CLI runs
 	$(PYTHON) -m pytest -m "not slow"

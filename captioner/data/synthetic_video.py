@@ -92,3 +92,11 @@ def _drift(scene: Scene, rng: random.Random, max_drift: float) -> tuple[tuple[fl
 def _moved(scene: Scene, shift: tuple[float, float]) -> Scene:
     objects = tuple(replace(o, x=o.x + shift[0], y=o.y + shift[1]) for o in scene.objects)
     return Scene(objects, scene.relations)
+
+
+if __name__ == "__main__":  # python -m captioner.data.synthetic_video [ROOT] [COUNT]: make them, print their paths
+    import sys
+
+    root = sys.argv[1] if len(sys.argv) > 1 else "data/synthetic_videos"
+    for made in synthetic_videos(root, count=int(sys.argv[2]) if len(sys.argv) > 2 else 3):
+        print(made)

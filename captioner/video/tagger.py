@@ -103,15 +103,17 @@ class _Run:
         if self.last is None:
             self.frame_size = frame.image.shape[:2]  # as decoded and rotated: more reliable than the header
         self.last = frame
-        thumbnail = _resize_to_width(frame.image, self.options.thumbnail_width)
         if frame.analyse:
-            self.recent.append(Sample(frame.time, frame.index, thumbnail))
+            # Nearest-neighbour: 0.06 ms for a 720p frame where an area average takes 1 ms (more
+            # than decoding the frame). Shot detection and short shots' keyframes start from it.
+            small = _resize_to_width(frame.image, self.options.thumbnail_width, cv2.INTER_NEAREST)
+            self.recent.append(Sample(frame.time, frame.index, small))
             while self.recent[0].time < frame.time - self.options.every_seconds - 1.0:
                 self.recent.popleft()
-            for cut in self.detector.add(frame.index, frame.time, thumbnail):
+            for cut in self.detector.add(frame.index, frame.time, small):
                 self._close_shot(cut)
         if frame.sample:
-            sample = Sample(frame.time, frame.index, thumbnail)
+            sample = Sample(frame.time, frame.index, _resize_to_width(frame.image, self.options.thumbnail_width))
             self.samples.append(sample)
             self._caption_later(sample)
 
@@ -232,8 +234,8 @@ def timecode(seconds: float, separator: str = ".") -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def _resize_to_width(image: np.ndarray, width: int) -> np.ndarray:
+def _resize_to_width(image: np.ndarray, width: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     height, original = image.shape[:2]
     if original <= width:
         return image
-    return cv2.resize(image, (width, max(1, round(height * width / original))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (width, max(1, round(height * width / original))), interpolation=interpolation)
