@@ -75,22 +75,27 @@ class Captioner:
 
     def caption_files(self, paths: Iterable[str | Path], options: DecodeOptions = DecodeOptions(),
                       batch_size: int = 32) -> Iterator[CaptionResult]:
-        """Caption many files lazily; unreadable ones come back with ``error`` set, the rest go on."""
-        pending: list[tuple[str, torch.Tensor]] = []
+        """Caption many files lazily, in their order; unreadable ones come back with ``error`` set."""
+        pending: list[tuple[str, torch.Tensor | ImageError]] = []
         for path in paths:
             try:
                 pending.append((str(path), self.transform(load_image(path))))
             except ImageError as error:
-                yield CaptionResult(str(path), error=error.reason)
-            if len(pending) == batch_size:
+                pending.append((str(path), error))
+            if sum(isinstance(item, torch.Tensor) for _, item in pending) == batch_size:
                 yield from self._caption_pending(pending, options)
                 pending = []
         yield from self._caption_pending(pending, options)
 
-    def _caption_pending(self, pending: list[tuple[str, torch.Tensor]], options: DecodeOptions) -> Iterator[CaptionResult]:
-        if pending:
-            results = self.decode_tensors(torch.stack([pixels for _, pixels in pending]), options)
-            for (path, _), candidates in zip(pending, results):
+    def _caption_pending(self, pending: list[tuple[str, torch.Tensor | ImageError]],
+                         options: DecodeOptions) -> Iterator[CaptionResult]:
+        images = [item for _, item in pending if isinstance(item, torch.Tensor)]
+        results = iter(self.decode_tensors(torch.stack(images), options) if images else [])
+        for path, item in pending:
+            if isinstance(item, ImageError):
+                yield CaptionResult(path, error=item.reason)
+            else:
+                candidates = next(results)
                 yield CaptionResult(path, candidates[0][0], candidates[0][1], candidates)
 
     def caption_tensors(self, pixels: torch.Tensor, options: DecodeOptions = DecodeOptions()) -> list[str]:

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from captioner.api import Captioner, CaptionResult
-from captioner.cli.common import CONFIG_PATH, user_errors
+from captioner.cli.common import CONFIG_PATH, typed, user_errors
 from captioner.data.images import IMAGE_EXTENSIONS
 from captioner.decoding import DecodeOptions
 from captioner.devices import resolve_device
@@ -63,7 +63,8 @@ def write_results(path: Path, results: list[CaptionResult]) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="caption")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        counts = run(cfg.checkpoint, str(cfg.input), cfg.output, DecodeOptions(**cfg.decode), cfg.batch_size, cfg.device)
+        counts = run(cfg.checkpoint, str(cfg.input), cfg.output, typed(DecodeOptions, cfg.decode, "decode"),
+                     cfg.batch_size, cfg.device)
     if counts["failed"]:
         sys.exit(1)
 

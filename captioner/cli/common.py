@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import os
 import sys
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from captioner.errors import CaptionerError
 
@@ -40,3 +44,24 @@ def limit_threads_in_parallel_sweeps() -> None:
     jobs = hydra_config.launcher.n_jobs
     jobs = cores + 1 + jobs if jobs < 0 else jobs  # joblib: -1 means one per core
     torch.set_num_threads(max(1, cores // max(1, jobs)))
+
+
+def typed(cls: type, node: DictConfig | dict, key: str):
+    """A dataclass built from a config node with OmegaConf's type checks, so that a wrong type in an
+    override (``trainer.max_epochs=abc``) is one line naming the key, not a traceback later."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
+    except ValidationError as error:
+        raise CaptionerError(f"{key}.{error.full_key}: {str(error).splitlines()[0]}") from None
+
+
+def typed_arguments(function: Callable, node: DictConfig | dict, key: str) -> dict:
+    """Keyword arguments from a config node, checked against ``function``'s annotated parameters
+    (the model constructors: their signatures are the schema, no second copy of it)."""
+    hints = typing.get_type_hints(function)
+    parameters = inspect.signature(function).parameters
+    unknown = [name for name in node if name not in parameters]
+    if unknown:
+        raise CaptionerError(f"{key}.{unknown[0]}: not a setting; valid: {', '.join(k for k in parameters if k != 'self')}")
+    fields = [(name, hints[name], dataclasses.field(default=parameters[name].default)) for name in node]
+    return dataclasses.asdict(typed(dataclasses.make_dataclass(key.replace(".", "_"), fields), node, key))

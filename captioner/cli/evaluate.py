@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from captioner.api import Captioner
-from captioner.cli.common import CONFIG_PATH, limit_threads_in_parallel_sweeps, user_errors
+from captioner.cli.common import CONFIG_PATH, limit_threads_in_parallel_sweeps, typed, user_errors
 from captioner.data.formats import ImageRecord, split_records
 from captioner.decoding import DecodeOptions
 from captioner.devices import resolve_device
@@ -105,7 +105,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.checkpoint and (cfg.predictions or cfg.references):
             raise CaptionerError("give either checkpoint=PATH or predictions=FILE references=FILE, not both")
         if cfg.checkpoint:
-            decode = DecodeOptions(**cfg.decode)
+            decode = typed(DecodeOptions, cfg.decode, "decode")
             captioner = Captioner.load(cfg.checkpoint, device=resolve_device(cfg.device))  # before any data work
             evaluate_model(captioner, instantiate(cfg.data), out_dir, cfg.split, decode, cfg.batch_size, text_metrics)
         elif cfg.predictions and cfg.references:

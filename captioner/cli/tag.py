@@ -6,16 +6,15 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from captioner.api import Captioner
-from captioner.cli.common import CONFIG_PATH, user_errors
+from captioner.cli.common import CONFIG_PATH, typed, user_errors
 from captioner.decoding import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.paths import expand_inputs
 from captioner.video.export import export_all
 from captioner.video.frames import VIDEO_EXTENSIONS, VideoError
-from captioner.video.shots import ShotOptions
 from captioner.video.tagger import TagOptions, VideoTagger
 
 
@@ -44,11 +43,6 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
     return {"tagged": len(paths) - len(failed), "failed": len(failed)}
 
 
-def tag_options(video: DictConfig) -> TagOptions:
-    settings = {k: v for k, v in OmegaConf.to_container(video).items() if k != "path"}
-    return TagOptions(**{**settings, "shots": ShotOptions(**settings["shots"])})
-
-
 def video_path_shorthand(argv: list[str]) -> list[str]:
     """``video=PATH`` -> ``video.path=PATH``: ``video`` is also the config group of the tagging options."""
     return [f"video.path={arg[len('video='):]}" if arg.startswith("video=") and arg != "video=default" else arg
@@ -58,8 +52,9 @@ def video_path_shorthand(argv: list[str]) -> list[str]:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="tag")
 def _main(cfg: DictConfig) -> None:
     with user_errors():
-        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, tag_options(cfg.video),
-                     DecodeOptions(**cfg.decode), cfg.device)
+        options = typed(TagOptions, {k: v for k, v in cfg.video.items() if k != "path"}, "video")
+        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, options, typed(DecodeOptions, cfg.decode, "decode"),
+                     cfg.device)
     if counts["failed"]:
         sys.exit(1)
 

@@ -13,13 +13,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from captioner.api import Captioner
-from captioner.cli.common import CONFIG_PATH, limit_threads_in_parallel_sweeps, user_errors
+from captioner.cli.common import CONFIG_PATH, limit_threads_in_parallel_sweeps, typed, typed_arguments, user_errors
 from captioner.data.formats import ImageRecord, split_records
 from captioner.data.transforms import Preprocess
 from captioner.decoding import DecodeOptions
 from captioner.evaluation import evaluate_records
 from captioner.io import write_json
 from captioner.models.captioner import CaptionModel
+from captioner.models.decoder import Decoder
+from captioner.models.encoder import Encoder
 from captioner.training import BEST, Trainer, TrainerConfig
 from captioner.vocab import Vocabulary
 
@@ -68,20 +70,23 @@ def print_examples(records: list[ImageRecord], captions: list[str], count: int) 
 def main(cfg: DictConfig) -> None:
     with user_errors():
         limit_threads_in_parallel_sweeps()
+        settings = {  # checked before any data is generated or read
+            "encoder": typed_arguments(Encoder.__init__, cfg.model.encoder, "model.encoder"),
+            "decoder": typed_arguments(Decoder.__init__, cfg.model.decoder, "model.decoder"),
+            "trainer": typed(TrainerConfig, cfg.trainer, "trainer"),
+            "decode": typed(DecodeOptions, cfg.decode, "decode"),
+        }
         run(
             records=instantiate(cfg.data),
             out_dir=HydraConfig.get().runtime.output_dir,
-            encoder=OmegaConf.to_container(cfg.model.encoder),
-            decoder=OmegaConf.to_container(cfg.model.decoder),
-            trainer=TrainerConfig(**cfg.trainer),
             image_size=cfg.model.image_size,
             seed=cfg.seed,
             vocab_min_count=cfg.vocab.min_count,
             max_length=cfg.vocab.max_length,
             test_split=cfg.test_split,
             show_examples=cfg.show_examples,
-            decode=DecodeOptions(**cfg.decode),
             text_metrics=OmegaConf.to_container(cfg.metrics),
+            **settings,
         )
 
 
