@@ -12,9 +12,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from captioner import distributed
 from captioner.api import Captioner
 from captioner.data.dataset import CaptionDataset, EpochSampler, collate_captions
 from captioner.data.formats import ImageRecord
@@ -46,6 +48,7 @@ class TrainerConfig:
     val_batch_size: int = 128
     captions_per_image: str = "all"  # all: every reference per image and step; one: one per epoch
     word_loss_weight: float = 1.0  # auxiliary loss: predict the captions' words from the image (0: off)
+    strategy: str = "single"  # single | ddp (under torchrun; batch_size is then the global batch)
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -63,16 +66,21 @@ class Trainer:
                  config: TrainerConfig, out_dir: str | Path, seed: int = 0):
         self.captioner, self.config, self.out_dir, self.seed = captioner, config, Path(out_dir), seed
         self.val_records = val_records
-        self.device = resolve_device(config.device)
+        self.rank, self.world, self.device = distributed.init(config.strategy, resolve_device(config.device))
+        if config.batch_size % self.world:
+            raise CaptionerError(f"trainer.batch_size={config.batch_size} must divide over {self.world} processes")
         captioner.model.to(self.device)
         if config.channels_last:
             captioner.model.to(memory_format=torch.channels_last)
         captioner.device = self.device
+        # the model the training steps run through: DDP averages its gradients over the processes
+        self.model = captioner.model if self.world == 1 else DistributedDataParallel(
+            captioner.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         vocab = captioner.vocab
         self.dataset, self.val_dataset = (
             CaptionDataset(r, vocab, captioner.transform, captioner.max_length, seed, config.captions_per_image)
             for r in (train_records, val_records))
-        self.steps_per_epoch = math.ceil(len(train_records) / config.batch_size)
+        self.steps_per_epoch = math.ceil(len(train_records) // self.world * self.world / config.batch_size)
         self.total_steps = config.max_epochs * self.steps_per_epoch
         if config.max_steps is not None:
             self.total_steps = min(self.total_steps, config.max_steps)
@@ -114,17 +122,18 @@ class Trainer:
     def _train_epoch(self) -> tuple[float, int]:
         self.captioner.model.train()
         self.dataset.epoch = self.epoch
-        sampler = EpochSampler(len(self.dataset), self.seed, self.epoch, start=self.batch_in_epoch * self.config.batch_size)
+        sampler = EpochSampler(len(self.dataset), self.seed, self.epoch, start=self.batch_in_epoch * self.config.batch_size,
+                               rank=self.rank, world=self.world)
         loader = self._loader(self.dataset, sampler)
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, file=sys.stderr, unit="step",
-                   desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}", dynamic_ncols=True,
+                   desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}", dynamic_ncols=True, disable=self.rank > 0,
                    mininterval=0.1 if sys.stderr.isatty() else 15)  # a log file gets a line every 15 s, not 10 a second
         total_loss, images = 0.0, 0
         with bar:
             for pixels, *captions in loader:
-                loss = self._train_step(pixels, *captions)
-                total_loss += loss * len(pixels)
-                images += len(pixels)
+                loss = distributed.mean_across_processes(self._train_step(pixels, *captions), self.device)
+                total_loss += loss * len(pixels) * self.world
+                images += len(pixels) * self.world
                 self.step += 1
                 self.batch_in_epoch += 1
                 bar.update()
@@ -147,7 +156,7 @@ class Trainer:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             # tokens (N, T): <bos> w1 .. wn <eos> <pad>..; logits (N, T-1, V); word_logits (B, V)
-            logits, word_logits = self.captioner.model(pixels, tokens[:, :-1], image_index)
+            logits, word_logits = self.model(pixels, tokens[:, :-1], image_index)
             caption_loss = self.loss_fn(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
             # summed over the vocabulary, averaged over images
             word_loss = nn.functional.binary_cross_entropy_with_logits(
@@ -163,7 +172,7 @@ class Trainer:
         return caption_loss.item()
 
     def _loader(self, dataset, sampler=None) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.config.batch_size if sampler else self.config.val_batch_size,
+        return DataLoader(dataset, batch_size=self.config.batch_size // self.world if sampler else self.config.val_batch_size,
                           sampler=sampler, collate_fn=partial(collate_captions, pad=self.captioner.vocab.pad),
                           num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator())  # its own seed draw: the global RNG (dropout) stays resumable
@@ -171,6 +180,10 @@ class Trainer:
     # --- validation and checkpoints --------------------------------------------------------
 
     def _end_of_epoch(self, train_loss: float) -> None:
+        """Validate and write checkpoints and the curve (rank 0; the other processes wait)."""
+        if self.rank > 0:
+            distributed.barrier()
+            return
         row = {"step": self.step, "epoch": self.epoch, "lr": float(f"{self.scheduler.get_last_lr()[-1]:.3g}"),
                "train_loss": round(train_loss, 4), **self.validate()}
         self.curve.append(row)
@@ -185,6 +198,7 @@ class Trainer:
             writer = csv.DictWriter(handle, fieldnames=list(self.curve[-1]))
             writer.writeheader()
             writer.writerows(self.curve)
+        distributed.barrier()
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -203,6 +217,8 @@ class Trainer:
         return {"val_loss": round(total / max(1, count), 4)} | {f"val_{k}": round(v, 4) for k, v in scores.items()}
 
     def _save_last(self) -> None:
+        if self.rank > 0:
+            return
         self.captioner.save(
             self.out_dir / LAST, step=self.step,
             trainer={"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best_score": self.best_score,
@@ -230,4 +246,5 @@ class Trainer:
         state = payload["trainer"]
         self.step, self.epoch, self.batch_in_epoch = payload["step"], state["epoch"], state["batch_in_epoch"]
         self.best_score, self.curve = state["best_score"], list(state["curve"])
-        print(f"resumed from {path} at step {self.step}", file=sys.stderr)
+        if self.rank == 0:
+            print(f"resumed from {path} at step {self.step}", file=sys.stderr)

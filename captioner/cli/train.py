@@ -12,11 +12,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from captioner import distributed
 from captioner.api import Captioner
 from captioner.cli.common import CONFIG_PATH, limit_threads_in_parallel_sweeps, typed, typed_arguments, user_errors
 from captioner.data.formats import ImageRecord, split_records
 from captioner.data.transforms import Preprocess
 from captioner.decoding import DecodeOptions
+from captioner.devices import resolve_device
 from captioner.evaluation import evaluate_records
 from captioner.io import write_json
 from captioner.models.captioner import CaptionModel
@@ -42,10 +44,13 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
     vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=vocab_min_count)
     model = CaptionModel(len(vocab), encoder, decoder)
     captioner = Captioner(model, vocab, Preprocess(image_size=image_size), max_length=max_length)
-    print(f"training on {len(train_records)} images, validating on {len(val_records)}; vocabulary of {len(vocab)} "
-          f"words; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; writing to {out_dir}",
-          file=sys.stderr)
+    if distributed.is_main():
+        print(f"training on {len(train_records)} images, validating on {len(val_records)}; vocabulary of "
+              f"{len(vocab)} words; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; writing to "
+              f"{out_dir}", file=sys.stderr)
     metrics = Trainer(captioner, train_records, val_records, trainer, out_dir, seed).fit()
+    if not distributed.is_main():  # rank 0 evaluates and writes
+        return metrics
     if test_split:
         test_records = split_records(records, test_split)
         best = Captioner.load(out_dir / BEST, device=captioner.device)
@@ -76,18 +81,32 @@ def main(cfg: DictConfig) -> None:
             "trainer": typed(TrainerConfig, cfg.trainer, "trainer"),
             "decode": typed(DecodeOptions, cfg.decode, "decode"),
         }
-        run(
-            records=instantiate(cfg.data),
-            out_dir=HydraConfig.get().runtime.output_dir,
-            image_size=cfg.model.image_size,
-            seed=cfg.seed,
-            vocab_min_count=cfg.vocab.min_count,
-            max_length=cfg.vocab.max_length,
-            test_split=cfg.test_split,
-            show_examples=cfg.show_examples,
-            text_metrics=OmegaConf.to_container(cfg.metrics),
-            **settings,
-        )
+        distributed.init(settings["trainer"].strategy, resolve_device(settings["trainer"].device))
+        try:
+            run(records=instantiate_once(cfg.data), **run_arguments(cfg), **settings)
+        finally:
+            distributed.shutdown()
+
+
+def run_arguments(cfg: DictConfig) -> dict:
+    """run()'s other arguments, from the config."""
+    return dict(
+        out_dir=HydraConfig.get().runtime.output_dir,
+        image_size=cfg.model.image_size,
+        seed=cfg.seed,
+        vocab_min_count=cfg.vocab.min_count,
+        max_length=cfg.vocab.max_length,
+        test_split=cfg.test_split,
+        show_examples=cfg.show_examples,
+        text_metrics=OmegaConf.to_container(cfg.metrics),
+    )
+
+
+def instantiate_once(data: DictConfig) -> list[ImageRecord]:
+    """Rank 0 builds the dataset first (the synthetic one is generated on first use); then the others read it."""
+    records = instantiate(data) if distributed.is_main() else None
+    distributed.barrier()
+    return records if records is not None else instantiate(data)
 
 
 if __name__ == "__main__":

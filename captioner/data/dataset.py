@@ -71,14 +71,24 @@ def collate_captions(batch: list[tuple[torch.Tensor, list[torch.Tensor], torch.T
 
 
 class EpochSampler(Sampler[int]):
-    """A permutation seeded by ``(seed, epoch)``, starting at ``start``: resumable mid-epoch."""
+    """A permutation seeded by ``(seed, epoch)``, starting at ``start``: resumable mid-epoch.
 
-    def __init__(self, size: int, seed: int, epoch: int, start: int = 0):
-        self.size, self.seed, self.epoch, self.start = size, seed, epoch, start
+    With ``world`` processes, process ``rank`` takes every world-th index from ``rank`` on (as
+    torch's DistributedSampler): local batches of ``B / world`` then make up exactly the global
+    batches of ``B`` one process would see. The tail is cut to a multiple of ``world``, so every
+    process runs the same number of steps.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1):
+        self.size, self.seed, self.epoch, self.start, self.rank, self.world = size, seed, epoch, start, rank, world
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator)[self.start :].tolist())
+        order = torch.randperm(self.size, generator=generator)[self.start : self._end()]
+        return iter(order[self.rank :: self.world].tolist())
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return max(0, self._end() - self.start) // self.world
+
+    def _end(self) -> int:
+        return self.size // self.world * self.world
