@@ -56,3 +56,11 @@ def test_decode_group_builds_decode_options_and_summary_callback_resolves(name):
     assert DecodeOptions(**cfg.decode) == DecodeOptions(beam_size=3, length_penalty=0.7)
     for callback in cfg.hydra.callbacks.values():
         get_class(callback._target_)
+
+
+def test_slurm_launcher_config_extends_submitit():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    cfg = compose_config("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.max_num_timeout) == ("gpu", 1, 3)

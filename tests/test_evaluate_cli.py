@@ -86,3 +86,13 @@ def test_training_sweep_ends_in_one_summary_table(trained, tmp_path):
     rows = read_summary(sweep)
     assert sorted(r["model/decoder"] for r in rows) == ["gru", "lstm"]
     assert {"CIDEr", "attribute_accuracy", "val_loss"} <= set(rows[0])
+
+
+def test_sweep_through_submitit_ends_in_one_summary_table(trained, tmp_path):
+    """submitit_local runs each job in its own process, as submitit does on a SLURM cluster."""
+    sweep = tmp_path / "sweep"
+    result = cli("evaluate", "-m", "hydra/launcher=submitit_local", f"checkpoint={trained / 'run' / 'model.pt'}",
+                 *tiny_data(trained), "decode.beam_size=1,2", "metrics.meteor=false", "device=cpu",
+                 f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(r["decode.beam_size"] for r in read_summary(sweep)) == ["1", "2"]
