@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import random
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +45,92 @@ def read_karpathy(split_file: str | Path, image_dir: str | Path) -> list[ImageRe
         image_id = entry.get("cocoid", entry.get("imgid", position))
         records.append(ImageRecord(int(image_id), path, captions, split, entry.get("attributes")))
     return records
+
+
+def read_coco(root: str | Path, test_fraction: float = 0.5, seed: int = 0) -> list[ImageRecord]:
+    """The COCO 2014 layout: ``root/annotations/captions_{train,val}2014.json``, images in
+    ``root/train2014/`` and ``root/val2014/``. train2014 trains; val2014 is split, seeded by image
+    id, into val and test (``test_fraction`` of it)."""
+    root = Path(root)
+    records = []
+    for part in ("train2014", "val2014"):
+        annotation_file = root / "annotations" / f"captions_{part}.json"
+        data = _read_json(annotation_file, "COCO caption annotations", "data=coco expects "
+                          "R/annotations/captions_train2014.json and captions_val2014.json")
+        captions = defaultdict(list)
+        for annotation in data.get("annotations", []):
+            captions[annotation["image_id"]].append(annotation["caption"])
+        for image in data.get("images", []):
+            if part == "train2014":
+                split = "train"
+            else:
+                split = "test" if random.Random(f"{seed}-{image['id']}").random() < test_fraction else "val"
+            records.append(ImageRecord(int(image["id"]), root / part / image["file_name"], captions[image["id"]], split))
+    return [r for r in records if r.captions]
+
+
+def read_flickr8k(root: str | Path) -> list[ImageRecord]:
+    """Flickr8k as distributed: ``Flickr8k.token.txt`` (``NAME.jpg#N<TAB>caption``), the split lists
+    ``Flickr_8k.{train,dev,test}Images.txt``, images in ``Flicker8k_Dataset/`` (sic) or ``Images/``."""
+    root = Path(root)
+    token_file = root / "Flickr8k.token.txt"
+    if not token_file.is_file():
+        raise CaptionerError(f"{token_file}: Flickr8k captions not found (data=flickr8k expects data.root to hold "
+                             "Flickr8k.token.txt, Flickr_8k.{train,dev,test}Images.txt and Flicker8k_Dataset/)")
+    captions = defaultdict(list)
+    for line in token_file.read_text(encoding="utf-8").splitlines():
+        if "\t" in line:
+            name, caption = line.split("\t", 1)
+            captions[name.split("#")[0]].append(caption.strip())
+    image_dir = next((root / d for d in ("Flicker8k_Dataset", "Images") if (root / d).is_dir()), root / "Flicker8k_Dataset")
+    records = []
+    for split, list_name in (("train", "trainImages"), ("val", "devImages"), ("test", "testImages")):
+        list_file = root / f"Flickr_8k.{list_name}.txt"
+        if not list_file.is_file():
+            raise CaptionerError(f"{list_file}: Flickr8k split list not found")
+        for name in list_file.read_text(encoding="utf-8").split():
+            records.append(ImageRecord(len(records), image_dir / name, captions.get(name, []), split))
+    missing = [r.path.name for r in records if not r.captions]
+    if missing:
+        raise CaptionerError(f"{token_file}: no captions for {len(missing)} listed images (e.g. {missing[0]})")
+    return records
+
+
+def read_caption_csv(file: str | Path, image_dir: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                     seed: int = 0) -> list[ImageRecord]:
+    """A CSV with columns ``image,caption[,split]``, a row per caption. Without a split column the
+    images are split at random, seeded, into train / val / test."""
+    file, image_dir = Path(file), Path(image_dir)
+    if not file.is_file():
+        raise CaptionerError(f"{file}: caption CSV not found")
+    with file.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
+            raise CaptionerError(f"{file}: needs the columns image,caption[,split]; it has {reader.fieldnames}")
+        rows = list(reader)
+    captions, splits = defaultdict(list), {}
+    for row in rows:
+        captions[row["image"]].append(row["caption"])
+        if row.get("split"):
+            splits[row["image"]] = {"restval": "train", "dev": "val"}.get(row["split"], row["split"])
+    records = []
+    for image_id, name in enumerate(captions):
+        draw = random.Random(f"{seed}-{name}").random()
+        split = splits.get(name) or ("test" if draw < test_fraction else "val" if draw < test_fraction + val_fraction
+                                     else "train")
+        if split not in SPLITS:
+            raise CaptionerError(f"{file}: image {name} has split {split!r}; use train, val or test")
+        records.append(ImageRecord(image_id, image_dir / name, captions[name], split))
+    return records
+
+
+def _read_json(path: Path, what: str, expected: str):
+    if not path.is_file():
+        raise CaptionerError(f"{path}: {what} not found ({expected})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CaptionerError(f"{path}: not valid JSON ({error})") from None
 
 
 def check_images_exist(records: list[ImageRecord], where: str) -> None:
