@@ -49,6 +49,7 @@ class TrainerConfig:
     captions_per_image: str = "all"  # all: every reference per image and step; one: one per epoch
     word_loss_weight: float = 1.0  # auxiliary loss: predict the captions' words from the image (0: off)
     strategy: str = "single"  # single | ddp (under torchrun; batch_size is then the global batch)
+    finetune_after_epochs: int | None = None  # a frozen encoder (model.encoder.freeze) trains from this epoch on
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -73,6 +74,8 @@ class Trainer:
         if config.channels_last:
             captioner.model.to(memory_format=torch.channels_last)
         captioner.device = self.device
+        if self.world > 1 and captioner.model.encoder.frozen and config.finetune_after_epochs is not None:
+            raise CaptionerError("trainer.finetune_after_epochs with a frozen encoder is not supported with ddp yet")
         # the model the training steps run through: DDP averages its gradients over the processes
         self.model = captioner.model if self.world == 1 else DistributedDataParallel(
             captioner.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -120,6 +123,12 @@ class Trainer:
                           "train_images_per_second": round(images_seen / seconds, 1) if seconds else 0.0}
 
     def _train_epoch(self) -> tuple[float, int]:
+        encoder = self.captioner.model.encoder
+        if encoder.frozen and self.config.finetune_after_epochs is not None and self.epoch >= self.config.finetune_after_epochs:
+            encoder.unfreeze()
+            if self.rank == 0:
+                print(f"fine-tuning the encoder from epoch {self.epoch + 1} (lr {self.config.encoder_lr or self.config.lr})",
+                      file=sys.stderr)
         self.captioner.model.train()
         self.dataset.epoch = self.epoch
         sampler = EpochSampler(len(self.dataset), self.seed, self.epoch, start=self.batch_in_epoch * self.config.batch_size,

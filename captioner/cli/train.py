@@ -16,20 +16,19 @@ from captioner import distributed
 from captioner.api import Captioner
 from captioner.cli.common import CONFIG_PATH, limit_threads_in_parallel_sweeps, typed, typed_arguments, user_errors
 from captioner.data.formats import ImageRecord, split_records
-from captioner.data.transforms import Preprocess
 from captioner.decoding import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.evaluation import evaluate_records
 from captioner.io import write_json
 from captioner.models.captioner import CaptionModel
 from captioner.models.decoder import Decoder
-from captioner.models.encoder import Encoder
+from captioner.models.encoder import Encoder, encoder_preprocess
 from captioner.training import BEST, Trainer, TrainerConfig
 from captioner.vocab import Vocabulary
 
 
 def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder: dict, trainer: TrainerConfig,
-        image_size: int = 64, seed: int = 0, vocab_min_count: int = 1, max_length: int = 30,
+        image_size: int | None = 64, seed: int = 0, vocab_min_count: int = 1, max_length: int = 30,
         test_split: str | None = "test", show_examples: int = 0, decode: DecodeOptions = DecodeOptions(),
         text_metrics: dict | None = None) -> dict:
     """Train on the train split, select on val, score the best model on ``test_split``; write metrics.json.
@@ -43,7 +42,8 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
     train_records, val_records = split_records(records, "train"), split_records(records, "val")
     vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=vocab_min_count)
     model = CaptionModel(len(vocab), encoder, decoder)
-    captioner = Captioner(model, vocab, Preprocess(image_size=image_size), max_length=max_length)
+    preprocess = encoder_preprocess(encoder["name"], encoder.get("weights"), image_size)
+    captioner = Captioner(model, vocab, preprocess, max_length=max_length)
     if distributed.is_main():
         print(f"training on {len(train_records)} images, validating on {len(val_records)}; vocabulary of "
               f"{len(vocab)} words; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; writing to "

@@ -8,11 +8,16 @@ flattened: the feature vector keeps coarse position (grid 2 keeps each quadrant)
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.error import URLError
+from urllib.parse import urlparse
+
 import torch
 import torchvision
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from captioner.data.transforms import Preprocess
 from captioner.errors import CaptionerError
 
 
@@ -21,11 +26,32 @@ def classification_model_names() -> list[str]:
 
 
 def build_backbone(name: str, weights: str | None = None) -> nn.Module:
-    """A torchvision classification model by name, with weights by name or none."""
+    """A torchvision classification model by name, with weights by name (e.g. DEFAULT) or none."""
     names = classification_model_names()
     if name not in names:
         raise CaptionerError(f"unknown encoder {name!r}; torchvision classification models are: {', '.join(names)}")
-    return torchvision.models.get_model(name, weights=weights)
+    if weights is None:
+        return torchvision.models.get_model(name)
+    found = pretrained_weights(name, weights)
+    try:
+        return torchvision.models.get_model(name, weights=found)
+    except (URLError, OSError, RuntimeError) as error:  # offline, a blocked host, a damaged download
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(found.url).path).name
+        raise CaptionerError(
+            f"cannot load the {name} weights {found.name} ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            f"without internet, download {found.url} elsewhere and put it at {cached} (TORCH_HOME moves it), "
+            f"or train from scratch with model.encoder.weights=null") from None
+
+
+def pretrained_weights(name: str, weights: str) -> torchvision.models.WeightsEnum:
+    """torchvision's weights entry for a model (``DEFAULT`` or a name such as ``IMAGENET1K_V1``)."""
+    choices = torchvision.models.get_model_weights(name)
+    if weights == "DEFAULT":
+        return choices.DEFAULT
+    if weights not in choices.__members__:
+        raise CaptionerError(f"encoder {name} has no weights {weights!r}; choose DEFAULT or one of: "
+                             f"{', '.join(choices.__members__)}")
+    return choices[weights]
 
 
 def feature_map_stages(backbone: nn.Module) -> list[tuple[str, int]]:
@@ -65,7 +91,7 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, name: str = "resnet18", weights: str | None = None, grid_size: int = 2,
-                 stage: str | None = None):
+                 stage: str | None = None, freeze: bool = False):
         super().__init__()
         with torch.device("meta"):  # shapes only: no memory, no weight initialisation
             stages = dict(feature_map_stages(build_backbone(name)))
@@ -81,7 +107,36 @@ class Encoder(nn.Module):
         # Normalised features let the decoder use the image early in training from scratch
         # (as the BatchNorm on the image embedding of common Show-and-Tell implementations).
         self.norm = nn.BatchNorm1d(self.feature_dim)
+        self.frozen = False
+        if freeze:
+            self.freeze()
+
+    def freeze(self) -> None:
+        """Train only what comes after the backbone (its BatchNorm statistics stay as loaded too)."""
+        self.frozen = True
+        self.body.requires_grad_(False)
+        self.body.eval()
+
+    def unfreeze(self) -> None:
+        self.frozen = False
+        self.body.requires_grad_(True)
+        self.body.train(self.training)
+
+    def train(self, mode: bool = True) -> "Encoder":
+        super().train(mode)
+        if self.frozen:
+            self.body.eval()
+        return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feature_map = self.body(images)["features"]  # (B, C, h, w)
         return self.norm(self.pool(feature_map).flatten(1))  # (B, C * grid * grid)
+
+
+def encoder_preprocess(name: str, weights: str | None, image_size: int | None) -> Preprocess:
+    """Pretrained weights bring their own normalisation and input size (those of their
+    ``transforms()``; ``image_size`` null takes their crop size); from scratch: ImageNet statistics."""
+    if weights is None:
+        return Preprocess(image_size or 224)
+    transform = pretrained_weights(name, weights).transforms()
+    return Preprocess(image_size or transform.crop_size[0], tuple(transform.mean), tuple(transform.std))
