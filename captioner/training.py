@@ -108,10 +108,12 @@ class Trainer:
         if self.config.resume:
             self._resume()
         started = time.perf_counter()
-        images_seen = 0
+        images_seen, loop_seconds = 0, 0.0
         try:
             while self.epoch < self.config.max_epochs and self.step < self.total_steps:
+                epoch_started = time.perf_counter()
                 train_loss, count = self._train_epoch()
+                loop_seconds += time.perf_counter() - epoch_started
                 images_seen += count
                 self._end_of_epoch(train_loss)
         except KeyboardInterrupt:
@@ -120,7 +122,8 @@ class Trainer:
         seconds = time.perf_counter() - started
         summary = {k: v for k, v in (self.curve[-1] if self.curve else {}).items() if k not in ("epoch", "lr")}
         return summary | {"train_seconds": round(seconds, 1),
-                          "train_images_per_second": round(images_seen / seconds, 1) if seconds else 0.0}
+                          # the training steps' rate: validation and checkpoints not counted
+                          "train_images_per_second": round(images_seen / loop_seconds, 1) if loop_seconds else 0.0}
 
     def _train_epoch(self) -> tuple[float, int]:
         encoder = self.captioner.model.encoder
