@@ -76,4 +76,6 @@ def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
 
 
 def _cell(value) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"  # scores to 4 places, seconds and rates to 1
+    return str(value)
