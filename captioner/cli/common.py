@@ -49,8 +49,9 @@ def limit_threads_in_parallel_sweeps() -> None:
 def typed(cls: type, node: DictConfig | dict, key: str):
     """A dataclass built from a config node with OmegaConf's type checks, so that a wrong type in an
     override (``trainer.max_epochs=abc``) is one line naming the key, not a traceback later."""
+    schema = _writable(OmegaConf.structured(cls))  # frozen dataclasses give read-only nodes, which refuse a merge
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), node))
+        return OmegaConf.to_object(OmegaConf.merge(schema, node))
     except ValidationError as error:
         raise CaptionerError(f"{key}.{error.full_key}: {str(error).splitlines()[0]}") from None
 
@@ -65,3 +66,13 @@ def typed_arguments(function: Callable, node: DictConfig | dict, key: str) -> di
         raise CaptionerError(f"{key}.{unknown[0]}: not a setting; valid: {', '.join(k for k in parameters if k != 'self')}")
     fields = [(name, hints[name], dataclasses.field(default=parameters[name].default)) for name in node]
     return dataclasses.asdict(typed(dataclasses.make_dataclass(key.replace(".", "_"), fields), node, key))
+
+
+def _writable(node: DictConfig) -> DictConfig:
+    node._set_flag("readonly", False)
+    for key in node:
+        child = node._get_node(key)
+        child._set_flag("readonly", False)
+        if isinstance(child, DictConfig):
+            _writable(child)
+    return node
