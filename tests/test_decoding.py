@@ -28,9 +28,9 @@ class MarkovDecoder:
         return self.log_probs[tokens], state
 
 
-def real_decoder(vocab_size=12, seed=0) -> Decoder:
+def real_decoder(vocab_size=12, seed=0, image_input_dim=0) -> Decoder:
     torch.manual_seed(seed)
-    decoder = Decoder(vocab_size, feature_dim=6, embed_dim=8, hidden_dim=16).eval()
+    decoder = Decoder(vocab_size, feature_dim=6, embed_dim=8, hidden_dim=16, image_input_dim=image_input_dim).eval()
     with torch.no_grad():  # a sharper, more varied distribution than the small initialisation
         decoder.init_state.weight.mul_(30)
         decoder.out.weight.mul_(3)
@@ -61,8 +61,9 @@ def teacher_forced_log_prob(decoder, features, words, reached_eos=True):
 
 # --- beam search -----------------------------------------------------------------------
 
-def test_beam_size_one_is_greedy():
-    decoder = real_decoder()
+@pytest.mark.parametrize("image_input_dim", [0, 5])
+def test_beam_size_one_is_greedy(image_input_dim):
+    decoder = real_decoder(image_input_dim=image_input_dim)
     features = torch.randn(16, 6)
     hypotheses = decode(decoder, features, BOS, EOS, [PAD, BOS, UNK], DecodeOptions(beam_size=1), max_length=9)
     assert [h[0].tokens for h in hypotheses] == greedy_reference(decoder, features, 9, banned=(PAD, BOS, UNK))
@@ -87,8 +88,9 @@ def test_beams_that_never_finish_return_the_best_unfinished_one():
     assert log_probs[0, 0].item() == pytest.approx(6 * math.log(0.7), abs=1e-5)
 
 
-def test_batched_search_equals_one_image_at_a_time():
-    decoder = real_decoder(seed=1)
+@pytest.mark.parametrize("image_input_dim", [0, 5])
+def test_batched_search_equals_one_image_at_a_time(image_input_dim):
+    decoder = real_decoder(seed=1, image_input_dim=image_input_dim)
     features = torch.randn(10, 6)
     options = DecodeOptions(beam_size=4, num_captions=4, length_penalty=0.7)
     batched = decode(decoder, features, BOS, EOS, [PAD, BOS, UNK], options, 10)

@@ -48,8 +48,10 @@ def test_image_features_initialise_every_layer_state():
     assert not torch.allclose(h[0], h[1]) and not torch.allclose(h[1], h[2]) and not torch.allclose(c[0], c[2])
 
 
-def test_step_by_step_equals_teacher_forcing():
-    decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8).eval()
+@pytest.mark.parametrize("cell, image_input_dim", [("lstm", 0), ("gru", 0), ("lstm", 3), ("gru", 3)])
+def test_step_by_step_equals_teacher_forcing(cell, image_input_dim):
+    decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell=cell,
+                      image_input_dim=image_input_dim).eval()
     features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
     full = decoder(features, tokens)
     state, steps = decoder.initial_state(features), []
@@ -75,3 +77,15 @@ def test_decoding_stops_at_eos_or_max_length():
         model.decoder.out.bias[2], model.decoder.out.bias[5] = -100.0, 100.0  # never ends
     tokens, _, _ = beam_search(model.decoder, features, bos=1, eos=2, max_length=6, beam_size=2)
     assert tokens[:, 0].tolist() == [[5] * 6] * 3
+
+
+def test_par_inject_feeds_the_image_with_every_word():
+    decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell="gru", image_input_dim=3).eval()
+    features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
+    state = decoder.initial_state(features)
+    assert [s.shape for s in state] == [(1, 2, 8), (1, 2, 3)]  # h, then the projected image
+    # the same hidden state with another image's projection: the next word's logits change
+    swapped = (state[0], state[1].flip(1))
+    assert not torch.allclose(decoder.step(tokens[:, 0], state)[0], decoder.step(tokens[:, 0], swapped)[0])
+    _, after = decoder.step(tokens[:, 0], state)
+    assert torch.equal(after[1], state[1])  # carried unchanged from step to step

@@ -3,6 +3,10 @@
 As in Show and Tell (Vinyals et al., 2015) the image conditions the language model once, at
 the start; here it sets the initial hidden state (and cell state for an LSTM) of every layer
 through a linear layer and tanh, a common variant (e.g. Karpathy's NeuralTalk).
+
+``image_input_dim > 0`` also feeds a projection of the image features with every word
+("par-inject", Tanti et al., 2018, "Where to put the image in an image caption generator"):
+the decoder can look at the image again when it names the second and third object.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from captioner.errors import CaptionerError
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
-State = tuple[torch.Tensor, ...]  # (h,) or (h, c), each (num_layers, B, hidden_dim)
+# (h,) or (h, c), each (num_layers, B, hidden_dim); with image_input_dim > 0 the projected image
+# (1, B, image_input_dim) rides along as the last entry, so searches reorder it with the beams
+State = tuple[torch.Tensor, ...]
 
 
 class Decoder(nn.Module):
@@ -27,6 +33,7 @@ class Decoder(nn.Module):
         num_layers: int = 1,
         cell: str = "lstm",
         dropout: float = 0.0,
+        image_input_dim: int = 0,
     ):
         super().__init__()
         if cell not in CELLS:
@@ -34,8 +41,9 @@ class Decoder(nn.Module):
         self.num_layers, self.hidden_dim = num_layers, hidden_dim
         self.num_states = 2 if cell == "lstm" else 1
         self.init_state = nn.Linear(feature_dim, self.num_states * num_layers * hidden_dim)
+        self.image_input = nn.Linear(feature_dim, image_input_dim) if image_input_dim else None
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnn = CELLS[cell](embed_dim, hidden_dim, num_layers, batch_first=True,
+        self.rnn = CELLS[cell](embed_dim + image_input_dim, hidden_dim, num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim, vocab_size)
@@ -58,7 +66,10 @@ class Decoder(nn.Module):
         batch = features.shape[0]
         flat = torch.tanh(self.init_state(features))  # (B, S * L * H)
         states = flat.view(batch, self.num_states, self.num_layers, self.hidden_dim).permute(1, 2, 0, 3)
-        return tuple(s.contiguous() for s in states)  # each (L, B, H)
+        states = tuple(s.contiguous() for s in states)  # each (L, B, H)
+        if self.image_input is None:
+            return states
+        return states + (torch.tanh(self.image_input(features)).unsqueeze(0),)  # (1, B, P)
 
     def forward(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: features (B, F), tokens (B, T) -> logits (B, T, V)."""
@@ -71,5 +82,9 @@ class Decoder(nn.Module):
         return self.out(outputs.squeeze(1)), state  # (B, V)
 
     def _run(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        outputs, new_state = self.rnn(inputs, state if self.num_states == 2 else state[0])
-        return outputs, tuple(new_state) if self.num_states == 2 else (new_state,)
+        """inputs (B, T, E) -> outputs (B, T, H) and the state after the last step."""
+        image = state[self.num_states:]  # () or ((1, B, P),)
+        if image:
+            inputs = torch.cat([inputs, image[0].transpose(0, 1).expand(-1, inputs.shape[1], -1)], dim=2)
+        outputs, new_state = self.rnn(inputs, state[0] if self.num_states == 1 else state[:2])
+        return outputs, (tuple(new_state) if self.num_states == 2 else (new_state,)) + image
