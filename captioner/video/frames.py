@@ -8,9 +8,11 @@ never converted to BGR). Nothing is kept: memory does not grow with the video's 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Full, Queue
 
 import cv2
 import numpy as np
@@ -112,3 +114,46 @@ def stream_frames(capture: cv2.VideoCapture, info: VideoInfo, every_seconds: flo
 def _next_point(time: float, step: float) -> float:
     """The first multiple of ``step`` after ``time`` (no drift when frames are sparse or irregular)."""
     return (int((time + _EPSILON) / step) + 1) * step if step > 0 else 0.0
+
+
+_END = object()
+
+
+def read_ahead(frames: Iterator[Frame], size: int = 4) -> Iterator[Frame]:
+    """The same frames (and errors), read by a thread while the caller works on the previous ones.
+
+    OpenCV releases the GIL while it decodes and converts, so decoding overlaps with shot detection
+    and captioning. At most ``size`` frames wait: memory stays flat. Close the returned generator
+    before releasing the capture (the thread is joined then).
+    """
+    queue: Queue = Queue(maxsize=size)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                if not put(frame):
+                    return
+            put(_END)
+        except BaseException as error:  # handed to the caller's thread, raised there
+            put(error)
+
+    thread = threading.Thread(target=produce, name="video-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
