@@ -28,12 +28,17 @@ class MarkovDecoder:
         return self.log_probs[tokens], state
 
 
-def real_decoder(vocab_size=12, seed=0, image_input_dim=0) -> Decoder:
+# the decoder's options that change what a search must carry along in the state
+STATE_VARIANTS = [{}, {"image_input_dim": 5}, {"image_input_dim": 5, "word_prior": True}]
+
+
+def real_decoder(vocab_size=12, seed=0, **options) -> Decoder:
     torch.manual_seed(seed)
-    decoder = Decoder(vocab_size, feature_dim=6, embed_dim=8, hidden_dim=16, image_input_dim=image_input_dim).eval()
+    decoder = Decoder(vocab_size, feature_dim=6, embed_dim=8, hidden_dim=16, **options).eval()
     with torch.no_grad():  # a sharper, more varied distribution than the small initialisation
         decoder.init_state.weight.mul_(30)
         decoder.out.weight.mul_(3)
+        decoder.word_head.weight.mul_(10)
     return decoder
 
 
@@ -61,9 +66,9 @@ def teacher_forced_log_prob(decoder, features, words, reached_eos=True):
 
 # --- beam search -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("image_input_dim", [0, 5])
-def test_beam_size_one_is_greedy(image_input_dim):
-    decoder = real_decoder(image_input_dim=image_input_dim)
+@pytest.mark.parametrize("options", STATE_VARIANTS)
+def test_beam_size_one_is_greedy(options):
+    decoder = real_decoder(**options)
     features = torch.randn(16, 6)
     hypotheses = decode(decoder, features, BOS, EOS, [PAD, BOS, UNK], DecodeOptions(beam_size=1), max_length=9)
     assert [h[0].tokens for h in hypotheses] == greedy_reference(decoder, features, 9, banned=(PAD, BOS, UNK))
@@ -88,9 +93,9 @@ def test_beams_that_never_finish_return_the_best_unfinished_one():
     assert log_probs[0, 0].item() == pytest.approx(6 * math.log(0.7), abs=1e-5)
 
 
-@pytest.mark.parametrize("image_input_dim", [0, 5])
-def test_batched_search_equals_one_image_at_a_time(image_input_dim):
-    decoder = real_decoder(seed=1, image_input_dim=image_input_dim)
+@pytest.mark.parametrize("options", STATE_VARIANTS)
+def test_batched_search_equals_one_image_at_a_time(options):
+    decoder = real_decoder(seed=1, **options)
     features = torch.randn(10, 6)
     options = DecodeOptions(beam_size=4, num_captions=4, length_penalty=0.7)
     batched = decode(decoder, features, BOS, EOS, [PAD, BOS, UNK], options, 10)

@@ -48,10 +48,11 @@ def test_image_features_initialise_every_layer_state():
     assert not torch.allclose(h[0], h[1]) and not torch.allclose(h[1], h[2]) and not torch.allclose(c[0], c[2])
 
 
-@pytest.mark.parametrize("cell, image_input_dim", [("lstm", 0), ("gru", 0), ("lstm", 3), ("gru", 3)])
-def test_step_by_step_equals_teacher_forcing(cell, image_input_dim):
+@pytest.mark.parametrize("cell, image_input_dim, word_prior",
+                         [("lstm", 0, False), ("gru", 0, False), ("lstm", 3, False), ("gru", 3, True), ("lstm", 0, True)])
+def test_step_by_step_equals_teacher_forcing(cell, image_input_dim, word_prior):
     decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell=cell,
-                      image_input_dim=image_input_dim).eval()
+                      image_input_dim=image_input_dim, word_prior=word_prior).eval()
     features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
     full = decoder(features, tokens)
     state, steps = decoder.initial_state(features), []
@@ -89,3 +90,19 @@ def test_par_inject_feeds_the_image_with_every_word():
     assert not torch.allclose(decoder.step(tokens[:, 0], state)[0], decoder.step(tokens[:, 0], swapped)[0])
     _, after = decoder.step(tokens[:, 0], state)
     assert torch.equal(after[1], state[1])  # carried unchanged from step to step
+
+
+def test_word_prior_adds_the_word_heads_log_probabilities_to_every_step():
+    torch.manual_seed(0)
+    with_prior = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell="gru", image_input_dim=3,
+                         word_prior=True).eval()
+    plain = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell="gru", image_input_dim=3).eval()
+    plain.load_state_dict(with_prior.state_dict())
+    features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
+    prior = torch.nn.functional.logsigmoid(with_prior.word_logits(features))  # (B, V)
+    assert torch.allclose(with_prior(features, tokens) - plain(features, tokens), prior.unsqueeze(1), atol=1e-5)
+    state = with_prior.initial_state(features)
+    assert [s.shape for s in state] == [(1, 2, 8), (1, 2, 3), (1, 2, 12)]  # h, projected image, prior
+    logits, after = with_prior.step(tokens[:, 0], state)
+    assert torch.allclose(logits - plain.step(tokens[:, 0], state[:2])[0], prior, atol=1e-5)
+    assert torch.equal(after[2], state[2])  # carried unchanged from step to step

@@ -14,7 +14,7 @@ from captioner.models.decoder import Decoder
 from captioner.models.encoder import Encoder
 
 CHECKPOINT_FORMAT = "captioner-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: the word head moved into the decoder (version 1 files are upgraded on load)
 
 
 class CaptionModel(nn.Module):
@@ -25,22 +25,20 @@ class CaptionModel(nn.Module):
         self.args = {"vocab_size": vocab_size, "encoder": dict(encoder), "decoder": dict(decoder)}
         self.encoder = Encoder(**encoder)
         self.decoder = Decoder(vocab_size, self.encoder.feature_dim, **decoder)
-        # Which words the image's captions use, straight from the features: a training signal
-        # that reaches the encoder directly (Wu et al., 2016, "What value do explicit high level
-        # concepts have in vision to language problems?"); captioning does not use it.
-        self.word_head = nn.Linear(self.encoder.feature_dim, vocab_size)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor,
                 image_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: images (B, 3, H, W), tokens (N, T) -> word logits (N, T, V), and
-        the logits of each word appearing in the image's captions (B, V).
+        the logits of each word appearing in the image's captions (B, V): the decoder's word head,
+        trained by an auxiliary loss as a signal that reaches the encoder directly (Wu et al.,
+        2016, "What value do explicit high level concepts have in vision to language problems?").
 
         ``image_index`` (N,) says which image each caption describes (several captions per
         image: one encoder pass); by default caption i describes image i.
         """
         features = self.encoder(images)  # (B, F)
         caption_features = features if image_index is None else features[image_index]  # (N, F)
-        return self.decoder(caption_features, tokens), self.word_head(features)
+        return self.decoder(caption_features, tokens), self.decoder.word_logits(features)
 
 
 def save_checkpoint(path: str | Path, model: CaptionModel, vocab_words: list[str], preprocess: dict,
@@ -81,10 +79,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CaptionerError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CaptionerError(f"{path}: not a captioner checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
+    if payload.get("version") not in (1, CHECKPOINT_VERSION):
         raise CaptionerError(
             f"{path}: checkpoint format version {payload.get('version')!r}, this captioner reads version {CHECKPOINT_VERSION}"
         )
+    return _upgrade(payload)
+
+
+def _upgrade(payload: dict) -> dict:
+    """A version 1 payload in today's layout."""
+    if payload["version"] == 1:
+        payload["state_dict"] = {("decoder." if key.startswith("word_head.") else "") + key: value
+                                 for key, value in payload["state_dict"].items()}
+        payload["version"] = CHECKPOINT_VERSION
     return payload
 
 

@@ -7,6 +7,12 @@ through a linear layer and tanh, a common variant (e.g. Karpathy's NeuralTalk).
 ``image_input_dim > 0`` also feeds a projection of the image features with every word
 ("par-inject", Tanti et al., 2018, "Where to put the image in an image caption generator"):
 the decoder can look at the image again when it names the second and third object.
+
+The word head predicts from the image which words its captions use. It is trained by an
+auxiliary loss (see ``CaptionModel``) and, with ``word_prior``, its log-probabilities are also
+added to every step's word logits, a product of the language model and a word detector (the
+fusion of Hendricks et al., 2016, "Deep Compositional Captioning"): a word the image does not
+show is made unlikely however well it fits the sentence so far.
 """
 
 from __future__ import annotations
@@ -18,8 +24,9 @@ from captioner.errors import CaptionerError
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
-# (h,) or (h, c), each (num_layers, B, hidden_dim); with image_input_dim > 0 the projected image
-# (1, B, image_input_dim) rides along as the last entry, so searches reorder it with the beams
+# (h,) or (h, c), each (num_layers, B, hidden_dim), then what stays fixed for a caption and rides
+# along so that searches reorder it with the beams: the projected image (1, B, image_input_dim)
+# when image_input_dim > 0, the word prior (1, B, vocab_size) when word_prior
 State = tuple[torch.Tensor, ...]
 
 
@@ -34,6 +41,7 @@ class Decoder(nn.Module):
         cell: str = "lstm",
         dropout: float = 0.0,
         image_input_dim: int = 0,
+        word_prior: bool = False,
     ):
         super().__init__()
         if cell not in CELLS:
@@ -47,6 +55,8 @@ class Decoder(nn.Module):
                                dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim, vocab_size)
+        self.word_head = nn.Linear(feature_dim, vocab_size)
+        self.word_prior = word_prior
         self._initialise()
 
     def _initialise(self) -> None:
@@ -67,24 +77,34 @@ class Decoder(nn.Module):
         flat = torch.tanh(self.init_state(features))  # (B, S * L * H)
         states = flat.view(batch, self.num_states, self.num_layers, self.hidden_dim).permute(1, 2, 0, 3)
         states = tuple(s.contiguous() for s in states)  # each (L, B, H)
-        if self.image_input is None:
-            return states
-        return states + (torch.tanh(self.image_input(features)).unsqueeze(0),)  # (1, B, P)
+        if self.image_input is not None:
+            states += (torch.tanh(self.image_input(features)).unsqueeze(0),)  # (1, B, P)
+        if self.word_prior:
+            states += (nn.functional.logsigmoid(self.word_logits(features).float()).unsqueeze(0),)  # (1, B, V)
+        return states
+
+    def word_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """features (B, F) -> logits (B, V) of each word appearing in the image's captions."""
+        return self.word_head(features)
 
     def forward(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: features (B, F), tokens (B, T) -> logits (B, T, V)."""
-        outputs, _ = self._run(self.embed(tokens), self.initial_state(features))  # (B, T, H)
-        return self.out(self.dropout(outputs))  # (B, T, V)
+        state = self.initial_state(features)
+        outputs, _ = self._run(self.embed(tokens), state)  # (B, T, H)
+        logits = self.out(self.dropout(outputs))  # (B, T, V)
+        return logits + state[-1].transpose(0, 1) if self.word_prior else logits
 
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One step for decoding: tokens (B,) -> logits (B, V) and the next state."""
         outputs, state = self._run(self.embed(tokens).unsqueeze(1), state)  # (B, 1, H)
-        return self.out(outputs.squeeze(1)), state  # (B, V)
+        logits = self.out(outputs.squeeze(1))  # (B, V)
+        return (logits + state[-1][0] if self.word_prior else logits), state
 
     def _run(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """inputs (B, T, E) -> outputs (B, T, H) and the state after the last step."""
-        image = state[self.num_states:]  # () or ((1, B, P),)
-        if image:
-            inputs = torch.cat([inputs, image[0].transpose(0, 1).expand(-1, inputs.shape[1], -1)], dim=2)
-        outputs, new_state = self.rnn(inputs, state[0] if self.num_states == 1 else state[:2])
-        return outputs, (tuple(new_state) if self.num_states == 2 else (new_state,)) + image
+        recurrent, fixed = state[: self.num_states], state[self.num_states :]
+        if self.image_input is not None:
+            image = fixed[0].transpose(0, 1).expand(-1, inputs.shape[1], -1)  # (B, T, P)
+            inputs = torch.cat([inputs, image], dim=2)
+        outputs, new_state = self.rnn(inputs, recurrent[0] if self.num_states == 1 else recurrent)
+        return outputs, (tuple(new_state) if self.num_states == 2 else (new_state,)) + fixed
