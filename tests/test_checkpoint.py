@@ -25,9 +25,11 @@ def test_round_trip_gives_identical_weights_and_captions(tiny_checkpoint, tiny_r
     assert [p.name for p in tmp_path.iterdir()] == ["copy.pt"]  # no temporary file left behind
 
 
-def test_version_1_checkpoint_with_the_word_head_beside_the_decoder_still_loads(tiny_checkpoint, tiny_records, tmp_path):
+def test_version_1_checkpoint_with_the_word_head_beside_the_decoder_still_loads(tiny_checkpoint, tiny_records,
+                                                                                tmp_path):
     payload = torch.load(tiny_checkpoint, weights_only=True)
-    old_keys = {k: k.removeprefix("decoder.") if k.startswith("decoder.word_head.") else k for k in payload["state_dict"]}
+    old_keys = {k: k.removeprefix("decoder.") if k.startswith("decoder.word_head.") else k
+                for k in payload["state_dict"]}
     torch.save(dict(payload, version=1, state_dict={old_keys[k]: v for k, v in payload["state_dict"].items()}),
                tmp_path / "v1.pt")
     assert "word_head.weight" in torch.load(tmp_path / "v1.pt", weights_only=True)["state_dict"]

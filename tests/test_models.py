@@ -48,8 +48,8 @@ def test_image_features_initialise_every_layer_state():
     assert not torch.allclose(h[0], h[1]) and not torch.allclose(h[1], h[2]) and not torch.allclose(c[0], c[2])
 
 
-@pytest.mark.parametrize("cell, image_input_dim, word_prior",
-                         [("lstm", 0, False), ("gru", 0, False), ("lstm", 3, False), ("gru", 3, True), ("lstm", 0, True)])
+@pytest.mark.parametrize("cell, image_input_dim, word_prior", [
+    ("lstm", 0, False), ("gru", 0, False), ("lstm", 3, False), ("gru", 3, True), ("lstm", 0, True)])
 def test_step_by_step_equals_teacher_forcing(cell, image_input_dim, word_prior):
     decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell=cell,
                       image_input_dim=image_input_dim, word_prior=word_prior).eval()

@@ -80,9 +80,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CaptionerError(f"{path}: not a captioner checkpoint")
     if payload.get("version") not in (1, CHECKPOINT_VERSION):
-        raise CaptionerError(
-            f"{path}: checkpoint format version {payload.get('version')!r}, this captioner reads version {CHECKPOINT_VERSION}"
-        )
+        raise CaptionerError(f"{path}: checkpoint format version {payload.get('version')!r}, "
+                             f"this captioner reads versions 1 to {CHECKPOINT_VERSION}")
     return _upgrade(payload)
 
 
