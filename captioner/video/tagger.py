@@ -100,6 +100,7 @@ class _Run:
         self.detector = ShotDetector(self.options.shots)
         self.cuts: list[tuple[int, float]] = []  # first frame and time of every shot after the first
         self.samples: list[Sample] = []
+        self.keyframes: list[Sample | None] = []  # one per closed shot
         self.open_shot: list[Sample] = []  # the samples since the last cut
         self.thumbnail_stride = 1  # the open shot keeps the thumbnails of every stride-th sample
         self.recent: deque[Sample] = deque()  # analysed frames of the last seconds: keyframes of short shots
@@ -151,10 +152,11 @@ class _Run:
         inside = self._samples_in(start, cut[1])
         middle = (len(inside) - 1) // 2
         candidates = [i for i, sample in enumerate(inside) if sample.thumbnail is not None]
-        keyframe = inside[min(candidates, key=lambda i: abs(i - middle))] if candidates else None
+        keyframe = inside[min(candidates or [middle], key=lambda i: abs(i - middle))] if inside else None
         for sample in inside:  # only the keyframe keeps its thumbnail: the middle sample, or the nearest kept
             if sample is not keyframe:
                 sample.thumbnail = None
+        self.keyframes.append(keyframe)
         # samples taken after the cut but before it was decided open the next shot (one that lost its
         # thumbnail to a long shot's thinning is left off the contact sheet if it is all the shot has)
         self.open_shot = [s for s in self.open_shot if s.time >= cut[1]]
@@ -192,12 +194,11 @@ class _Run:
         self._caption_pending()
         shots = self._shots(duration)
         segments, keyframes = [], []
-        for number, shot in enumerate(shots):
-            inside = [s for s in self.samples if shot["start"] <= s.time < shot["end"]]
-            if not inside:  # cannot happen with frames decoded in the shot; keep the shot, no caption
+        for number, (shot, keyframe) in enumerate(zip(shots, self.keyframes)):
+            if keyframe is None:  # cannot happen with frames decoded in the shot; keep the shot, no caption
                 shot["keyframe"] = None
                 continue
-            keyframe = next((s for s in inside if s.thumbnail is not None), inside[(len(inside) - 1) // 2])
+            inside = [s for s in self.samples if shot["start"] <= s.time < shot["end"]]
             shot["keyframe"] = {"time": round(keyframe.time, 3), "frame": keyframe.frame, "caption": keyframe.caption}
             keyframes.append({"shot": number, "time": keyframe.time, "caption": keyframe.caption,
                               "thumbnail": keyframe.thumbnail})
