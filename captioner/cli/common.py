@@ -19,7 +19,15 @@ from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from captioner.errors import CaptionerError
 
-CONFIG_PATH = str(Path(__file__).resolve().parents[2] / "conf")
+
+def _config_dir() -> Path:
+    """``conf/`` beside the package in a checkout (editable install); ``captioner/conf`` in a wheel."""
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "conf"
+    return packaged if packaged.is_dir() else package.parent / "conf"
+
+
+CONFIG_PATH = str(_config_dir())
 
 
 @contextlib.contextmanager
