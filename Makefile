@@ -3,7 +3,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast benchmark clean
+.PHONY: help install demo test test-fast lint benchmark clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ demo: $(STAMP)  ## generate the synthetic data, train and evaluate the demo mode
 
 test: $(STAMP)  ## run the whole test suite
 	$(PYTHON) -m pytest
+
+lint: $(STAMP)  ## pycodestyle and pyflakes checks (ruff, settings in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 benchmark: $(STAMP)  ## print the benchmarks' figures (needs outputs/demo/model.pt: make demo)
 	$(PYTHON) -m pip install --quiet -e ".[test,bench]"

@@ -103,7 +103,8 @@ class Captioner:
         return [candidates[0][0] for candidates in self.decode_tensors(pixels, options)]
 
     @torch.inference_mode()
-    def decode_tensors(self, pixels: torch.Tensor, options: DecodeOptions = DecodeOptions()) -> list[list[tuple[str, float]]]:
+    def decode_tensors(self, pixels: torch.Tensor,
+                       options: DecodeOptions = DecodeOptions()) -> list[list[tuple[str, float]]]:
         """Preprocessed images (B, 3, S, S) -> per image, ``options.num_captions`` (caption, log-prob) pairs."""
         was_training = self.model.training
         self.model.eval()

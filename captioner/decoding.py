@@ -41,7 +41,8 @@ class DecodeOptions:
              f"decode.num_captions ({self.num_captions}) cannot exceed decode.beam_size ({self.beam_size})"),
             (self.temperature > 0, f"decode.temperature must be > 0, got {self.temperature}"),
             (0 < self.top_p <= 1, f"decode.top_p must be in (0, 1], got {self.top_p}"),
-            (self.top_k >= 0 and self.no_repeat_ngram_size >= 0, "decode.top_k and decode.no_repeat_ngram_size must be >= 0"),
+            (self.top_k >= 0 and self.no_repeat_ngram_size >= 0,
+             "decode.top_k and decode.no_repeat_ngram_size must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

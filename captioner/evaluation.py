@@ -20,7 +20,8 @@ def caption_records(captioner: Captioner, records: list[ImageRecord], options: D
     return captions
 
 
-def score_captions(captions: list[str], records: list[ImageRecord], text_metrics: dict | None = None) -> dict[str, float]:
+def score_captions(captions: list[str], records: list[ImageRecord],
+                   text_metrics: dict | None = None) -> dict[str, float]:
     """The coco-caption metrics (``text_metrics``: their options, None: skip) against the records'
     references, and attribute accuracy where the records carry synthetic ground truth (overall, seen, novel)."""
     scores: dict[str, float] = {}

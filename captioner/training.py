@@ -118,7 +118,8 @@ class Trainer:
                 self._end_of_epoch(train_loss)
         except KeyboardInterrupt:
             self._save_last()
-            raise CaptionerError(f"interrupted; saved {self.out_dir / LAST}; continue with trainer.resume=true") from None
+            raise CaptionerError(
+                f"interrupted; saved {self.out_dir / LAST}; continue with trainer.resume=true") from None
         seconds = time.perf_counter() - started
         summary = {k: v for k, v in (self.curve[-1] if self.curve else {}).items() if k not in ("epoch", "lr")}
         return summary | {"train_seconds": round(seconds, 1),
@@ -127,15 +128,16 @@ class Trainer:
 
     def _train_epoch(self) -> tuple[float, int]:
         encoder = self.captioner.model.encoder
-        if encoder.frozen and self.config.finetune_after_epochs is not None and self.epoch >= self.config.finetune_after_epochs:
+        finetune_from = self.config.finetune_after_epochs
+        if encoder.frozen and finetune_from is not None and self.epoch >= finetune_from:
             encoder.unfreeze()
             if self.rank == 0:
-                print(f"fine-tuning the encoder from epoch {self.epoch + 1} (lr {self.config.encoder_lr or self.config.lr})",
-                      file=sys.stderr)
+                encoder_lr = self.config.encoder_lr or self.config.lr
+                print(f"fine-tuning the encoder from epoch {self.epoch + 1} (lr {encoder_lr})", file=sys.stderr)
         self.captioner.model.train()
         self.dataset.epoch = self.epoch
-        sampler = EpochSampler(len(self.dataset), self.seed, self.epoch, start=self.batch_in_epoch * self.config.batch_size,
-                               rank=self.rank, world=self.world)
+        sampler = EpochSampler(len(self.dataset), self.seed, self.epoch,
+                               start=self.batch_in_epoch * self.config.batch_size, rank=self.rank, world=self.world)
         loader = self._loader(self.dataset, sampler)
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, file=sys.stderr, unit="step",
                    desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}", dynamic_ncols=True, disable=self.rank > 0,
@@ -149,8 +151,9 @@ class Trainer:
                 self.step += 1
                 self.batch_in_epoch += 1
                 bar.update()
+                elapsed = bar.format_dict["elapsed"]
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.1e}",
-                                img_s=f"{images / bar.format_dict['elapsed']:.0f}" if bar.format_dict["elapsed"] else "-")
+                                img_s=f"{images / elapsed:.0f}" if elapsed else "-")
                 if self.step % self.config.checkpoint_every_steps == 0:
                     self._save_last()
                 if self.step >= self.total_steps:
@@ -184,7 +187,8 @@ class Trainer:
         return caption_loss.item()
 
     def _loader(self, dataset, sampler=None) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.config.batch_size // self.world if sampler else self.config.val_batch_size,
+        batch_size = self.config.batch_size // self.world if sampler else self.config.val_batch_size
+        return DataLoader(dataset, batch_size=batch_size,
                           sampler=sampler, collate_fn=partial(collate_captions, pad=self.captioner.vocab.pad),
                           num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
                           generator=torch.Generator())  # its own seed draw: the global RNG (dropout) stays resumable
@@ -236,8 +240,9 @@ class Trainer:
             trainer={"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "best_score": self.best_score,
                      "curve": self.curve},
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(), rng={"torch": torch.get_rng_state(),
-                                                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            scaler=self.scaler.state_dict(),
+            rng={"torch": torch.get_rng_state(),
+                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         )
 
     def _resume(self) -> None:

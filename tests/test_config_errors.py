@@ -11,18 +11,22 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("command, overrides, message", [
-    ("train", ["model.encoder.name=resnet1000"], "unknown encoder 'resnet1000'; torchvision classification models are: "),
+    ("train", ["model.encoder.name=resnet1000"],
+     "unknown encoder 'resnet1000'; torchvision classification models are: "),
     ("train", ["model.decoder.cell=transformer"], "unknown decoder cell 'transformer'; choose one of: lstm, gru, rnn"),
-    ("train", ["trainer.max_epochs=abc"], "trainer.max_epochs: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("train", ["trainer.max_epochs=abc"],
+     "trainer.max_epochs: Value 'abc' of type 'str' could not be converted to Integer"),
     ("train", ["model.decoder.hidden_dim=big"], "model.decoder.hidden_dim: Value 'big' of type 'str' could not be"),
     ("train", ["trainer.device=tpu"], "device must be auto, cpu or cuda, got 'tpu'"),
     ("caption", ["checkpoint=missing.pt", "input=photo.png"], "missing.pt: checkpoint not found"),
-    ("caption", ["checkpoint=missing.pt", "input=photo.png", "decode.beam_size=wide"], "decode.beam_size: Value 'wide'"),
+    ("caption", ["checkpoint=missing.pt", "input=photo.png", "decode.beam_size=wide"],
+     "decode.beam_size: Value 'wide'"),
     ("evaluate", ["checkpoint=missing.pt"], "missing.pt: checkpoint not found"),
     ("tag", ["checkpoint=missing.pt", "video=.", "video.every_seconds=often"], "video.every_seconds: Value 'often'"),
 ])
 def test_config_error_is_one_line(tmp_path, command, overrides, message):
-    extra = [*tiny_data(tmp_path), "trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}"] if command == "train" else []
+    extra = ([*tiny_data(tmp_path), "trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}"]
+             if command == "train" else [])
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
     result = cli(command, *overrides, *extra, cwd=tmp_path)
     assert result.returncode == 1

@@ -21,10 +21,10 @@ def step_of(path) -> int:
 
 
 def test_sigkill_then_resume_ends_with_the_same_weights(tmp_path):
-    settings = [*tiny_data(tmp_path), "model.image_size=32", "model.encoder.stage=layer1", "model.decoder.hidden_dim=16",
-                "model.decoder.embed_dim=8", "trainer.max_epochs=20",
-                "trainer.batch_size=8", "trainer.max_steps=60", "trainer.checkpoint_every_steps=4", "trainer.device=cpu",
-                "test_split=null", "show_examples=0"]
+    settings = [*tiny_data(tmp_path), "model.image_size=32", "model.encoder.stage=layer1",
+                "model.decoder.hidden_dim=16", "model.decoder.embed_dim=8", "trainer.max_epochs=20",
+                "trainer.batch_size=8", "trainer.max_steps=60", "trainer.checkpoint_every_steps=4",
+                "trainer.device=cpu", "test_split=null", "show_examples=0"]
     whole = cli("train", *settings, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
 

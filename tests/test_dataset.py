@@ -7,7 +7,9 @@ from captioner.vocab import Vocabulary
 
 def dataset(records, mode):
     vocab = Vocabulary.build(c for r in records for c in r.captions)
-    return CaptionDataset(records, vocab, Preprocess(32).transform(), max_length=30, seed=1, captions_per_image=mode), vocab
+    dataset = CaptionDataset(records, vocab, Preprocess(32).transform(), max_length=30, seed=1,
+                             captions_per_image=mode)
+    return dataset, vocab
 
 
 def test_all_captions_share_one_image_and_word_targets_are_fractions(tiny_records):

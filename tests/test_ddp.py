@@ -19,14 +19,16 @@ def curve(run_dir) -> list[dict]:
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
-    settings = [*tiny_data(tmp_path), "model.image_size=32", "model.encoder.stage=layer2", "model.decoder.hidden_dim=32",
-                "model.decoder.embed_dim=16", "trainer.batch_size=8", "trainer.max_epochs=4", "trainer.device=cpu",
+    settings = [*tiny_data(tmp_path), "model.image_size=32", "model.encoder.stage=layer2",
+                "model.decoder.hidden_dim=32", "model.decoder.embed_dim=16", "trainer.batch_size=8",
+                "trainer.max_epochs=4", "trainer.device=cpu",
                 "trainer.amp=false", "trainer.warmup_steps=2", "show_examples=0", "metrics.meteor=false"]
     single = cli("train", *settings, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path)
     assert single.returncode == 0, single.stderr
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           "-m", "captioner.cli.train", "trainer.strategy=ddp", *settings,
-                          f"hydra.run.dir={tmp_path / 'ddp'}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                          f"hydra.run.dir={tmp_path / 'ddp'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert ddp.returncode == 0, ddp.stderr
     assert ddp.stderr.count("training on 24 images") == 1  # only rank 0 logs
     one, two = curve(tmp_path / "single"), curve(tmp_path / "ddp")
@@ -39,5 +41,6 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
 
 
 def test_ddp_outside_torchrun_says_how_to_launch(tmp_path):
-    result = cli("train", "trainer.strategy=ddp", *tiny_data(tmp_path), f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = cli("train", "trainer.strategy=ddp", *tiny_data(tmp_path), f"hydra.run.dir={tmp_path / 'run'}",
+                 cwd=tmp_path)
     assert result.returncode == 1 and "runs under torchrun: torchrun --standalone" in result.stderr

@@ -36,7 +36,8 @@ def make_coco(root: Path) -> Path:
                 annotations.append({"id": len(annotations), "image_id": image_id, "caption": caption})
             images.append({"id": image_id, "file_name": name, "width": 48, "height": 48})
         (root / "annotations").mkdir(parents=True, exist_ok=True)
-        (root / "annotations" / f"captions_{part}.json").write_text(json.dumps({"images": images, "annotations": annotations}))
+        annotation_file = root / "annotations" / f"captions_{part}.json"
+        annotation_file.write_text(json.dumps({"images": images, "annotations": annotations}))
     return root
 
 
@@ -100,7 +101,8 @@ def test_csv_with_and_without_a_split_column(tmp_path):
     seeded = caption_csv(str(make_csv(tmp_path / "b", False) / "captions.csv"), str(tmp_path / "b" / "pictures"),
                          val_fraction=0.25, test_fraction=0.25, seed=1)
     again = caption_csv(str(tmp_path / "b" / "captions.csv"), str(tmp_path / "b" / "pictures"), 0.25, 0.25, seed=1)
-    assert [r.split for r in seeded] == [r.split for r in again] and {r.split for r in seeded} == {"train", "val", "test"}
+    assert [r.split for r in seeded] == [r.split for r in again]
+    assert {r.split for r in seeded} == {"train", "val", "test"}
     assert all(len(r.captions) == 5 for r in seeded)
 
 
@@ -138,7 +140,8 @@ def test_train_two_steps_then_caption_with_the_data_moved_away(tmp_path, fmt):
     if fmt == "coco":
         overrides = [f"data.root={make_coco(data)}"]
     elif fmt == "karpathy":
-        overrides = [f"data.split_file={make_karpathy(data) / 'dataset_coco.json'}", f"data.image_dir={data / 'images'}"]
+        overrides = [f"data.split_file={make_karpathy(data) / 'dataset_coco.json'}",
+                     f"data.image_dir={data / 'images'}"]
     elif fmt == "flickr8k":
         overrides = [f"data.root={make_flickr8k(data)}"]
     else:

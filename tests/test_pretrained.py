@@ -49,7 +49,8 @@ def test_weights_come_from_a_prefilled_cache(hub_cache, monkeypatch):
 
 
 def test_unknown_weights_name_lists_the_valid_ones():
-    with pytest.raises(CaptionerError, match="encoder resnet18 has no weights 'IMAGENET9K'; choose DEFAULT or one of: IMAGENET1K_V1"):
+    message = "encoder resnet18 has no weights 'IMAGENET9K'; choose DEFAULT or one of: IMAGENET1K_V1"
+    with pytest.raises(CaptionerError, match=message):
         pretrained_weights("resnet18", "IMAGENET9K")
 
 
@@ -68,7 +69,8 @@ def test_frozen_encoder_trains_only_after_the_fine_tuning_epoch(tiny_records, tm
 
     train = [r for r in tiny_records if r.split == "train"]
     vocab = Vocabulary.build(c for r in train for c in r.captions)
-    model = CaptionModel(len(vocab), {"name": "resnet18", "stage": "layer1", "grid_size": 2, "freeze": True}, TINY_DECODER)
+    encoder = {"name": "resnet18", "stage": "layer1", "grid_size": 2, "freeze": True}
+    model = CaptionModel(len(vocab), encoder, TINY_DECODER)
     backbone = {k: v.clone() for k, v in model.encoder.body.state_dict().items()}
     head = model.decoder.out.weight.clone()
     trainer = Trainer(Captioner(model, vocab, Preprocess(32)), train, [r for r in tiny_records if r.split == "val"],

@@ -75,7 +75,10 @@ def test_wrong_colour_shape_or_relation_does_not_match():
 def test_dataset_splits_and_generalisation_test(tiny_records):
     by_split = {s: [r for r in tiny_records if r.split == s] for s in ("train", "val", "test")}
     assert [len(v) for v in by_split.values()] == [48, 16, 20]
-    combos = lambda r: {(o["colour"], o["shape"]) for o in r.attributes["objects"]}
+
+    def combos(record):
+        return {(o["colour"], o["shape"]) for o in record.attributes["objects"]}
+
     assert not any(combos(r) & NOVEL_COMBOS for r in by_split["train"] + by_split["val"])
     assert sum(bool(combos(r) & NOVEL_COMBOS) for r in by_split["test"]) == 3  # 15% of 20
     assert all(r.path.is_file() and len(r.captions) == 5 for r in tiny_records)

@@ -55,7 +55,8 @@ def write_results(path: Path, results: list[CaptionResult]) -> None:
             json.dump(rows, handle, indent=2)
             handle.write("\n")
         else:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["path", "caption", "log_prob", "error"])
+            fields = list(rows[0]) if rows else ["path", "caption", "log_prob", "error"]
+            writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
 

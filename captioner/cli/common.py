@@ -71,7 +71,8 @@ def typed_arguments(function: Callable, node: DictConfig | dict, key: str) -> di
     parameters = inspect.signature(function).parameters
     unknown = [name for name in node if name not in parameters]
     if unknown:
-        raise CaptionerError(f"{key}.{unknown[0]}: not a setting; valid: {', '.join(k for k in parameters if k != 'self')}")
+        valid = ", ".join(k for k in parameters if k != "self")
+        raise CaptionerError(f"{key}.{unknown[0]}: not a setting; valid: {valid}")
     fields = [(name, hints[name], dataclasses.field(default=parameters[name].default)) for name in node]
     return dataclasses.asdict(typed(dataclasses.make_dataclass(key.replace(".", "_"), fields), node, key))
 

@@ -23,7 +23,8 @@ from captioner.metrics import coco_caption_metrics
 
 
 def evaluate_model(captioner: Captioner, records: list[ImageRecord], out_dir: str | Path, split: str = "test",
-                   decode: DecodeOptions = DecodeOptions(), batch_size: int = 64, text_metrics: dict | None = None) -> dict:
+                   decode: DecodeOptions = DecodeOptions(), batch_size: int = 64,
+                   text_metrics: dict | None = None) -> dict:
     """Caption ``split`` with the model; write predictions.json (COCO results format) and metrics.json."""
     records = split_records(records, split)
     print(f"captioning {len(records)} {split} images", file=sys.stderr)
@@ -59,7 +60,8 @@ def _finish(out_dir: str | Path, metrics: dict) -> dict:
 def format_table(metrics: dict) -> str:
     width = max(len(k) for k in metrics)
     return "\n".join([f"{'metric':<{width}}  value", f"{'-' * width}  ------"] +
-                     [f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in metrics.items()])
+                     [f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                      for k, v in metrics.items()])
 
 
 def read_coco_results(path: str | Path) -> dict[int, str]:

@@ -53,8 +53,8 @@ def video_path_shorthand(argv: list[str]) -> list[str]:
 def _main(cfg: DictConfig) -> None:
     with user_errors():
         options = typed(TagOptions, {k: v for k, v in cfg.video.items() if k != "path"}, "video")
-        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, options, typed(DecodeOptions, cfg.decode, "decode"),
-                     cfg.device)
+        decode = typed(DecodeOptions, cfg.decode, "decode")
+        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, options, decode, cfg.device)
     if counts["failed"]:
         sys.exit(1)
 

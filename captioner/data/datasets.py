@@ -26,7 +26,8 @@ from captioner.errors import ImageError
 from captioner.io import atomic_open
 
 
-def karpathy(split_file: str, image_dir: str, preresize: int | None = None, cache_dir: str | None = None) -> list[ImageRecord]:
+def karpathy(split_file: str, image_dir: str, preresize: int | None = None,
+             cache_dir: str | None = None) -> list[ImageRecord]:
     records = read_karpathy(split_file, image_dir)
     return _ready(records, f"data.image_dir={image_dir}", preresize, cache_dir)
 
@@ -67,7 +68,8 @@ def preresize_images(records: list[ImageRecord], cache_dir: Path, size: int) -> 
                 continue
             scale = size / min(image.size)
             if scale < 1:
-                image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
+                smaller = (round(image.width * scale), round(image.height * scale))
+                image = image.resize(smaller, Image.Resampling.BICUBIC)
             with atomic_open(target, "wb") as handle:
                 image.save(handle, "JPEG", quality=92)
         resized.append(dataclasses.replace(record, path=target))

@@ -65,7 +65,8 @@ def read_coco(root: str | Path, test_fraction: float = 0.5, seed: int = 0) -> li
                 split = "train"
             else:
                 split = "test" if random.Random(f"{seed}-{image['id']}").random() < test_fraction else "val"
-            records.append(ImageRecord(int(image["id"]), root / part / image["file_name"], captions[image["id"]], split))
+            path = root / part / image["file_name"]
+            records.append(ImageRecord(int(image["id"]), path, captions[image["id"]], split))
     return [r for r in records if r.captions]
 
 
@@ -82,7 +83,8 @@ def read_flickr8k(root: str | Path) -> list[ImageRecord]:
         if "\t" in line:
             name, caption = line.split("\t", 1)
             captions[name.split("#")[0]].append(caption.strip())
-    image_dir = next((root / d for d in ("Flicker8k_Dataset", "Images") if (root / d).is_dir()), root / "Flicker8k_Dataset")
+    image_dir = next((root / d for d in ("Flicker8k_Dataset", "Images") if (root / d).is_dir()),
+                     root / "Flicker8k_Dataset")
     records = []
     for split, list_name in (("train", "trainImages"), ("val", "devImages"), ("test", "testImages")):
         list_file = root / f"Flickr_8k.{list_name}.txt"

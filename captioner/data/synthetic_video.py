@@ -64,7 +64,8 @@ def make_video(path: str | Path, seed: int = 0, num_shots: int = 5, shot_seconds
     return truth
 
 
-def synthetic_videos(root: str | Path = "data/synthetic_videos", count: int = 3, seed: int = 0, **settings) -> list[Path]:
+def synthetic_videos(root: str | Path = "data/synthetic_videos", count: int = 3, seed: int = 0,
+                     **settings) -> list[Path]:
     """``count`` videos under ``root`` (made on first use, reused after); their paths."""
     root = Path(root)
     paths = [root / f"video_{seed + i:03d}.mp4" for i in range(count)]

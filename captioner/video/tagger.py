@@ -181,7 +181,8 @@ class _Run:
     def _caption_pending(self) -> None:
         if self.to_caption:
             pixels = torch.stack([pixels for _, pixels in self.to_caption])
-            for (sample, _), caption in zip(self.to_caption, self.tagger.captioner.caption_tensors(pixels, self.tagger.decode)):
+            captions = self.tagger.captioner.caption_tensors(pixels, self.tagger.decode)
+            for (sample, _), caption in zip(self.to_caption, captions):
                 sample.caption = caption
             self.to_caption = []
 
@@ -250,7 +251,8 @@ def video_tags(segments: list[dict]) -> list[dict]:
     for segment in segments:
         for tag in segment["tags"]:
             seconds[tag] += segment["end"] - segment["start"]
-    return [{"tag": tag, "seconds": round(total, 3)} for tag, total in sorted(seconds.items(), key=lambda kv: (-kv[1], kv[0]))]
+    most_covered_first = sorted(seconds.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{"tag": tag, "seconds": round(total, 3)} for tag, total in most_covered_first]
 
 
 def timecode(seconds: float, separator: str = ".") -> str:
