@@ -91,7 +91,8 @@ def real_exports(captioner: Captioner) -> None:
     with tempfile.TemporaryDirectory() as out:
         for path in sorted(REAL.iterdir()):
             written = export_all(tagger.tag(path), out, path.stem)
-            print(f"{path.name}: wrote {', '.join(p.name for p in written)} ({sum(p.stat().st_size for p in written)} bytes)")
+            size = sum(p.stat().st_size for p in written)
+            print(f"{path.name}: wrote {', '.join(p.name for p in written)} ({size} bytes)")
 
 
 def ffmpeg(*args: str) -> None:
@@ -121,15 +122,27 @@ def speed(checkpoint: str, work: Path) -> None:
     while capture.grab():
         pass
     decode_only = time.perf_counter() - started
+    capture, info = open_video(video)
+    started = time.perf_counter()
+    while capture.grab():
+        capture.retrieve()
+    decode_convert = time.perf_counter() - started
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "captioner.cli.tag", f"checkpoint={checkpoint}", f"video={video}",
                     f"out_dir={work / 'out'}"], check=True, capture_output=True)
     whole = time.perf_counter() - started
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, torchvision"], check=True)
+    imports = time.perf_counter() - started
     print(f"\n## Speed: 60 s 1280x720 30 fps H.264, 1 sample/s\n\n"
           f"- decoding alone (grab every frame): {decode_only:.2f} s = {60 / decode_only:.1f}x real time\n"
+          f"- decoding and converting every frame to BGR (what comparing every frame needs): {decode_convert:.2f} s = "
+          f"{60 / decode_convert:.1f}x real time\n"
           f"- tagging in process (model loaded): {in_process:.2f} s = {60 / in_process:.1f}x real time\n"
           f"- whole `captioner-tag` command (Python start, imports, model load, exports): {whole:.2f} s = "
-          f"{60 / whole:.1f}x real time")
+          f"{60 / whole:.1f}x real time\n"
+          f"- of which the floor any command pays, `python -c 'import torch, torchvision'`: {imports:.2f} s "
+          f"(20x real time is 3.00 s in all)")
 
 
 def peak_memory(checkpoint: str, work: Path) -> None:
