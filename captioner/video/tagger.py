@@ -163,7 +163,7 @@ class _Run:
         self.thumbnail_stride = 1
 
     def _samples_in(self, start: float, end: float) -> list[Sample]:
-        """The samples with start <= time < end, searched from the newest (shots close in order)."""
+        """The samples with start <= time < end, in time order, searched from the newest (shots close in order)."""
         found = []
         for sample in reversed(self.samples):
             if sample.time < start:
@@ -199,7 +199,7 @@ class _Run:
             if keyframe is None:  # cannot happen with frames decoded in the shot; keep the shot, no caption
                 shot["keyframe"] = None
                 continue
-            inside = [s for s in self.samples if shot["start"] <= s.time < shot["end"]]
+            inside = self._samples_in(shot["start"], shot["end"])
             shot["keyframe"] = {"time": round(keyframe.time, 3), "frame": keyframe.frame, "caption": keyframe.caption}
             keyframes.append({"shot": number, "time": keyframe.time, "caption": keyframe.caption,
                               "thumbnail": keyframe.thumbnail})
