@@ -29,7 +29,8 @@ class MarkovDecoder:
 
 
 # the decoder's options that change what a search must carry along in the state
-STATE_VARIANTS = [{}, {"image_input_dim": 5}, {"image_input_dim": 5, "word_prior": True}]
+STATE_VARIANTS = [{}, {"image_input_dim": 5}, {"image_input_dim": 5, "word_prior": True},
+                  {"image_input_dim": 5, "word_prior": True, "attention_dim": 4, "locations": 3}]
 
 
 def real_decoder(vocab_size=12, seed=0, **options) -> Decoder:

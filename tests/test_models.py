@@ -48,11 +48,13 @@ def test_image_features_initialise_every_layer_state():
     assert not torch.allclose(h[0], h[1]) and not torch.allclose(h[1], h[2]) and not torch.allclose(c[0], c[2])
 
 
-@pytest.mark.parametrize("cell, image_input_dim, word_prior", [
-    ("lstm", 0, False), ("gru", 0, False), ("lstm", 3, False), ("gru", 3, True), ("lstm", 0, True)])
-def test_step_by_step_equals_teacher_forcing(cell, image_input_dim, word_prior):
+@pytest.mark.parametrize("cell, image_input_dim, word_prior, attention_dim", [
+    ("lstm", 0, False, 0), ("gru", 0, False, 0), ("lstm", 3, False, 0), ("gru", 3, True, 0), ("lstm", 0, True, 0),
+    ("lstm", 0, False, 5), ("gru", 3, True, 5)])
+def test_step_by_step_equals_teacher_forcing(cell, image_input_dim, word_prior, attention_dim):
     decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell=cell,
-                      image_input_dim=image_input_dim, word_prior=word_prior).eval()
+                      image_input_dim=image_input_dim, word_prior=word_prior, attention_dim=attention_dim,
+                      locations=3).eval()
     features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
     full = decoder(features, tokens)
     state, steps = decoder.initial_state(features), []
@@ -106,3 +108,24 @@ def test_word_prior_adds_the_word_heads_log_probabilities_to_every_step():
     logits, after = with_prior.step(tokens[:, 0], state)
     assert torch.allclose(logits - plain.step(tokens[:, 0], state[:2])[0], prior, atol=1e-5)
     assert torch.equal(after[2], state[2])  # carried unchanged from step to step
+
+
+def test_attention_mixes_the_encoders_grid_cells_by_query():
+    decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell="gru", attention_dim=5,
+                      locations=3).eval()
+    features = torch.randn(2, 6)
+    _, locations, _ = decoder.initial_state(features)
+    # the encoder flattens its (C, grid cells) map channel-major: cell l of channel c is feature c * 3 + l
+    assert torch.equal(locations, features.view(2, 2, 3).permute(2, 0, 1))  # (L, B, C)
+    cells, queries = torch.randn(1, 3, 2), torch.randn(1, 4, 8)  # 3 cells of 2 channels, 4 steps' queries
+    contexts = decoder.attention(cells, decoder.attention.keys(cells), queries)  # (1, 4, 2)
+    assert not torch.allclose(contexts[0, 0], contexts[0, 1])  # each step looks elsewhere
+    assert (contexts >= cells.min(1, keepdim=True).values - 1e-6).all()  # a weighted mean of the cells
+    assert (contexts <= cells.max(1, keepdim=True).values + 1e-6).all()
+    same = torch.tensor([0.5, -2.0]).expand(1, 3, 2)
+    assert torch.allclose(decoder.attention(same, decoder.attention.keys(same), queries), same[:, :1].expand(1, 4, 2))
+
+
+def test_attention_needs_features_that_split_into_its_locations():
+    with pytest.raises(CaptionerError, match="does not split into 4 locations"):
+        Decoder(vocab_size=12, feature_dim=6, attention_dim=5, locations=4)

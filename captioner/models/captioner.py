@@ -24,7 +24,7 @@ class CaptionModel(nn.Module):
         super().__init__()
         self.args = {"vocab_size": vocab_size, "encoder": dict(encoder), "decoder": dict(decoder)}
         self.encoder = Encoder(**encoder)
-        self.decoder = Decoder(vocab_size, self.encoder.feature_dim, **decoder)
+        self.decoder = Decoder(vocab_size, self.encoder.feature_dim, locations=self.encoder.locations, **decoder)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor,
                 image_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,8 +37,7 @@ class CaptionModel(nn.Module):
         image: one encoder pass); by default caption i describes image i.
         """
         features = self.encoder(images)  # (B, F)
-        caption_features = features if image_index is None else features[image_index]  # (N, F)
-        return self.decoder(caption_features, tokens), self.decoder.word_logits(features)
+        return self.decoder(features, tokens, image_index), self.decoder.word_logits(features)
 
 
 def save_checkpoint(path: str | Path, model: CaptionModel, vocab_words: list[str], preprocess: dict,

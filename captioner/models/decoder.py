@@ -13,6 +13,16 @@ auxiliary loss (see ``CaptionModel``) and, with ``word_prior``, its log-probabil
 added to every step's word logits, a product of the language model and a word detector (the
 fusion of Hendricks et al., 2016, "Deep Compositional Captioning"): a word the image does not
 show is made unlikely however well it fits the sentence so far.
+
+``attention_dim > 0`` lets every step look at one place of the image (as in Show, Attend and
+Tell, Xu et al., 2015): the feature vector is read as the encoder's ``locations`` grid cells, and
+scaled dot-product attention over them gives each step a context vector that goes with the hidden
+state to the word logits, so the object being named is read from where it is, not from a summary
+of the whole scene. A step's query is the hidden state before its word (the one that chose the
+word before), so in training the recurrent cell still runs over a whole caption at once; feeding
+the context back into the cell step by step (Xu et al.) was 1.5x slower per training step here.
+Additive attention (Bahdanau et al., 2015) cost 1.13-1.26x more per step than dot-product for
+the same test accuracy (benchmarks/README.md, session 7).
 """
 
 from __future__ import annotations
@@ -25,9 +35,25 @@ from captioner.errors import CaptionerError
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 # (h,) or (h, c), each (num_layers, B, hidden_dim), then what stays fixed for a caption and rides
-# along so that searches reorder it with the beams: the projected image (1, B, image_input_dim)
-# when image_input_dim > 0, the word prior (1, B, vocab_size) when word_prior
+# along so that searches reorder it with the beams (batch on dim 1): the projected image
+# (1, B, image_input_dim) when image_input_dim > 0; the grid cells' features (L, B, C) and their
+# attention keys (L, B, attention_dim) when attention_dim > 0; the word prior (1, B, vocab_size)
+# when word_prior
 State = tuple[torch.Tensor, ...]
+
+
+class Attention(nn.Module):
+    """Scaled dot-product attention: queries (B, T, H) weigh the locations (B, L, C) into contexts (B, T, C)."""
+
+    def __init__(self, location_dim: int, query_dim: int, attention_dim: int):
+        super().__init__()
+        self.keys = nn.Linear(location_dim, attention_dim)
+        self.query = nn.Linear(query_dim, attention_dim, bias=False)
+
+    def forward(self, locations: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
+        """locations (B, L, C), keys (B, L, A) = ``self.keys(locations)``, queries (B, T, H) -> (B, T, C)."""
+        scores = self.query(queries) @ keys.transpose(1, 2) / keys.shape[2] ** 0.5  # (B, T, L)
+        return scores.softmax(2) @ locations
 
 
 class Decoder(nn.Module):
@@ -42,21 +68,30 @@ class Decoder(nn.Module):
         dropout: float = 0.0,
         image_input_dim: int = 0,
         word_prior: bool = False,
+        attention_dim: int = 0,
+        locations: int = 1,
     ):
         super().__init__()
         if cell not in CELLS:
             raise CaptionerError(f"unknown decoder cell {cell!r}; choose one of: {', '.join(CELLS)}")
-        self.num_layers, self.hidden_dim = num_layers, hidden_dim
+        if attention_dim and feature_dim % locations:
+            raise CaptionerError(f"feature size {feature_dim} does not split into {locations} locations")
+        self.num_layers, self.hidden_dim, self.locations = num_layers, hidden_dim, locations
         self.num_states = 2 if cell == "lstm" else 1
         self.init_state = nn.Linear(feature_dim, self.num_states * num_layers * hidden_dim)
         self.image_input = nn.Linear(feature_dim, image_input_dim) if image_input_dim else None
+        location_dim = feature_dim // locations if attention_dim else 0
+        self.attention = Attention(location_dim, hidden_dim, attention_dim) if attention_dim else None
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.rnn = CELLS[cell](embed_dim + image_input_dim, hidden_dim, num_layers, batch_first=True,
                                dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden_dim, vocab_size)
+        self.out = nn.Linear(hidden_dim + location_dim, vocab_size)
         self.word_head = nn.Linear(feature_dim, vocab_size)
         self.word_prior = word_prior
+        # the names of the fixed parts of a State, in order
+        self.fixed_parts = ((("image",) if image_input_dim else ()) + (("locations", "keys") if attention_dim else ())
+                            + (("prior",) if word_prior else ()))
         self._initialise()
 
     def _initialise(self) -> None:
@@ -79,6 +114,10 @@ class Decoder(nn.Module):
         states = tuple(s.contiguous() for s in states)  # each (L, B, H)
         if self.image_input is not None:
             states += (torch.tanh(self.image_input(features)).unsqueeze(0),)  # (1, B, P)
+        if self.attention is not None:
+            locations = features.view(batch, -1, self.locations).transpose(1, 2)  # (B, L, C): the grid cells
+            keys = self.attention.keys(locations)  # (B, L, A)
+            states += (locations.transpose(0, 1), keys.transpose(0, 1))  # (L, B, C), (L, B, A)
         if self.word_prior:
             states += (nn.functional.logsigmoid(self.word_logits(features).float()).unsqueeze(0),)  # (1, B, V)
         return states
@@ -87,9 +126,16 @@ class Decoder(nn.Module):
         """features (B, F) -> logits (B, V) of each word appearing in the image's captions."""
         return self.word_head(features)
 
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: features (B, F), tokens (B, T) -> logits (B, T, V)."""
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Teacher forcing: features (B, F), tokens (N, T) -> logits (N, T, V).
+
+        ``image_index`` (N,) says which image each caption describes (by default caption i
+        describes image i): the image's part of the state is computed once per image.
+        """
         state = self.initial_state(features)
+        if image_index is not None:
+            state = tuple(s[:, image_index] for s in state)
         outputs, _ = self._run(self.embed(tokens), state)  # (B, T, H)
         logits = self.out(self.dropout(outputs))  # (B, T, V)
         return logits + state[-1].transpose(0, 1) if self.word_prior else logits
@@ -101,10 +147,16 @@ class Decoder(nn.Module):
         return (logits + state[-1][0] if self.word_prior else logits), state
 
     def _run(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """inputs (B, T, E) -> outputs (B, T, H) and the state after the last step."""
+        """inputs (B, T, E) -> outputs (B, T, H [+ C with attention]) and the state after the last step."""
         recurrent, fixed = state[: self.num_states], state[self.num_states :]
+        parts = dict(zip(self.fixed_parts, fixed))
         if self.image_input is not None:
-            image = fixed[0].transpose(0, 1).expand(-1, inputs.shape[1], -1)  # (B, T, P)
+            image = parts["image"].transpose(0, 1).expand(-1, inputs.shape[1], -1)  # (B, T, P)
             inputs = torch.cat([inputs, image], dim=2)
-        outputs, new_state = self.rnn(inputs, recurrent[0] if self.num_states == 1 else recurrent)
+        outputs, new_state = self.rnn(inputs, recurrent[0] if self.num_states == 1 else recurrent)  # (B, T, H)
+        if self.attention is not None:
+            # each step's query is the top layer's hidden state before its word: the one that chose that word
+            queries = torch.cat([recurrent[0][-1].unsqueeze(1), outputs[:, :-1]], dim=1)  # (B, T, H)
+            locations, keys = parts["locations"].transpose(0, 1), parts["keys"].transpose(0, 1)  # (B, L, C), (B, L, A)
+            outputs = torch.cat([outputs, self.attention(locations, keys, queries)], dim=2)  # (B, T, H + C)
         return outputs, (tuple(new_state) if self.num_states == 2 else (new_state,)) + fixed

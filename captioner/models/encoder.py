@@ -103,7 +103,8 @@ class Encoder(nn.Module):
         backbone = build_backbone(name, weights)
         self.body = create_feature_extractor(backbone, return_nodes={node: "features"})
         self.pool = nn.AdaptiveAvgPool2d(grid_size)
-        self.feature_dim = channels * grid_size * grid_size
+        self.locations = grid_size * grid_size
+        self.feature_dim = channels * self.locations  # channel-major: channel c of cell l is c * locations + l
         # Normalised features let the decoder use the image early in training from scratch
         # (as the BatchNorm on the image embedding of common Show-and-Tell implementations).
         self.norm = nn.BatchNorm1d(self.feature_dim)
