@@ -21,8 +21,8 @@ state to the word logits, so the object being named is read from where it is, no
 of the whole scene. A step's query is the hidden state before its word (the one that chose the
 word before), so in training the recurrent cell still runs over a whole caption at once; feeding
 the context back into the cell step by step (Xu et al.) was 1.5x slower per training step here.
-Additive attention (Bahdanau et al., 2015) cost 1.13-1.26x more per step than dot-product for
-the same test accuracy (benchmarks/README.md, session 7).
+Additive attention (Bahdanau et al., 2015) took 6-18% more time per training step than
+dot-product for about the same test accuracy (benchmarks/README.md, session 7).
 """
 
 from __future__ import annotations
