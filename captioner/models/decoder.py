@@ -136,13 +136,13 @@ class Decoder(nn.Module):
         state = self.initial_state(features)
         if image_index is not None:
             state = tuple(s[:, image_index] for s in state)
-        outputs, _ = self._run(self.embed(tokens), state)  # (B, T, H)
-        logits = self.out(self.dropout(outputs))  # (B, T, V)
+        outputs, _ = self._run(self.embed(tokens), state)  # (N, T, H [+ C with attention])
+        logits = self.out(self.dropout(outputs))  # (N, T, V)
         return logits + state[-1].transpose(0, 1) if self.word_prior else logits
 
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One step for decoding: tokens (B,) -> logits (B, V) and the next state."""
-        outputs, state = self._run(self.embed(tokens).unsqueeze(1), state)  # (B, 1, H)
+        outputs, state = self._run(self.embed(tokens).unsqueeze(1), state)  # (B, 1, H [+ C with attention])
         logits = self.out(outputs.squeeze(1))  # (B, V)
         return (logits + state[-1][0] if self.word_prior else logits), state
 
