@@ -1,4 +1,10 @@
-"""The training loop: teacher forcing, Adam, clipping, warmup + cosine schedule, resumable."""
+"""The training loop: teacher forcing, Adam, clipping, warmup + cosine schedule, resumable.
+
+With ``ema_decay > 0`` validation and ``model.pt`` use an exponential moving average of the
+weights (Polyak averaging, as timm's ModelEmaV2; here torch's ``swa_utils``), which the steps never
+touch: on the demo recipe it smoothed the validation loss (0.528 vs 0.610 at the end) and raised
+validation attribute accuracy 0.858 -> 0.892 at no measurable cost (benchmarks/README.md, session 8).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -43,6 +50,7 @@ class TrainerConfig:
     checkpoint_every_steps: int = 500
     resume: bool = False
     num_workers: int = 0
+    cache_images: bool = False  # keep preprocessed images in memory after their first decode (num_workers 0)
     amp: bool = True  # mixed precision: bf16 (or fp16) on CUDA, bf16 on CPUs with native bf16
     channels_last: bool = True  # conv memory layout; 1.36x faster training on this project's CPU
     val_batch_size: int = 128
@@ -50,6 +58,7 @@ class TrainerConfig:
     word_loss_weight: float = 1.0  # auxiliary loss: predict the captions' words from the image (0: off)
     strategy: str = "single"  # single | ddp (under torchrun; batch_size is then the global batch)
     finetune_after_epochs: int | None = None  # a frozen encoder (model.encoder.freeze) trains from this epoch on
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -79,9 +88,12 @@ class Trainer:
         # the model the training steps run through: DDP averages its gradients over the processes
         self.model = captioner.model if self.world == 1 else DistributedDataParallel(
             captioner.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        vocab = captioner.vocab
+        if config.cache_images and config.num_workers:
+            raise CaptionerError("trainer.cache_images needs trainer.num_workers=0: "
+                                 "a worker's cache is lost when the worker ends with its epoch")
         self.dataset, self.val_dataset = (
-            CaptionDataset(r, vocab, captioner.transform, captioner.max_length, seed, config.captions_per_image)
+            CaptionDataset(r, captioner.vocab, captioner.transform, captioner.max_length, seed,
+                           config.captions_per_image, config.cache_images)
             for r in (train_records, val_records))
         self.steps_per_epoch = math.ceil(len(train_records) // self.world * self.world / config.batch_size)
         self.total_steps = config.max_epochs * self.steps_per_epoch
@@ -97,7 +109,12 @@ class Trainer:
         amp_dtype = autocast_dtype(self.device) if config.amp else None
         self.autocast = partial(torch.autocast, self.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp_dtype == torch.float16)
-        self.loss_fn = nn.CrossEntropyLoss(ignore_index=vocab.pad)
+        self.loss_fn = nn.CrossEntropyLoss(ignore_index=captioner.vocab.pad)
+        self.averaged = (AveragedModel(captioner.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                                       use_buffers=True) if config.ema_decay else None)
+        # what validation scores and model.pt holds: the averaged weights when there are any
+        self.scored = (Captioner(self.averaged.module, captioner.vocab, captioner.preprocess, self.device,
+                                 captioner.max_length) if self.averaged else captioner)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_score: float | None = None
         self.curve: list[dict] = []
@@ -184,6 +201,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
+        if self.averaged:
+            self.averaged.update_parameters(self.captioner.model)
         return caption_loss.item()
 
     def _loader(self, dataset, sampler=None) -> DataLoader:
@@ -208,7 +227,7 @@ class Trainer:
         score = row.get("val_attribute_accuracy", -row["val_loss"])
         if self.best_score is None or score > self.best_score:
             self.best_score = score
-            self.captioner.save(self.out_dir / BEST, step=self.step)
+            self.scored.save(self.out_dir / BEST, step=self.step)
         self._save_last()
         with atomic_open(self.out_dir / CURVE) as handle:
             writer = csv.DictWriter(handle, fieldnames=list(self.curve[-1]))
@@ -219,7 +238,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict:
         """Teacher-forced loss and greedy-decoded scores on the validation split."""
-        model = self.captioner.model.eval()
+        model = self.scored.model.eval()
         total, count = 0.0, 0
         for pixels, tokens, image_index, _ in self._loader(self.val_dataset):
             pixels, tokens = pixels.to(self.device), tokens.to(self.device)
@@ -229,7 +248,7 @@ class Trainer:
             words = (targets != self.captioner.vocab.pad).sum().item()
             total += self.loss_fn(logits.flatten(0, 1).float(), targets.flatten()).item() * words
             count += words
-        scores, _ = evaluate_records(self.captioner, self.val_records, batch_size=self.config.val_batch_size)
+        scores, _ = evaluate_records(self.scored, self.val_records, batch_size=self.config.val_batch_size)
         return {"val_loss": round(total / max(1, count), 4)} | {f"val_{k}": round(v, 4) for k, v in scores.items()}
 
     def _save_last(self) -> None:
@@ -241,6 +260,7 @@ class Trainer:
                      "curve": self.curve},
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict(),
+            **({"averaged": self.averaged.state_dict()} if self.averaged else {}),
             rng={"torch": torch.get_rng_state(),
                  "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         )
@@ -257,6 +277,10 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
+        if self.averaged:
+            if "averaged" not in payload:
+                raise CaptionerError(f"{path}: was trained without trainer.ema_decay; use a new run dir")
+            self.averaged.load_state_dict(payload["averaged"])
         torch.set_rng_state(payload["rng"]["torch"].cpu())
         if payload["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in payload["rng"]["cuda"]])

@@ -1,3 +1,5 @@
+from functools import partial
+
 import torch
 
 from captioner.data.dataset import CaptionDataset, EpochSampler, collate_captions
@@ -38,3 +40,18 @@ def test_epoch_sampler_resumes_mid_epoch():
     assert sorted(full) == list(range(10)) and list(EpochSampler(10, seed=3, epoch=2, start=4)) == full[4:]
     assert full != list(EpochSampler(10, seed=3, epoch=3))
     assert torch.equal(torch.tensor(full), torch.tensor(list(EpochSampler(10, seed=3, epoch=2))))
+
+
+def test_cached_images_are_decoded_once_and_equal_the_uncached(tiny_records, monkeypatch):
+    import captioner.data.dataset as dataset_module
+
+    decodes = []
+    real_load = dataset_module.load_image
+    monkeypatch.setattr(dataset_module, "load_image", lambda path: decodes.append(path) or real_load(path))
+    vocab = Vocabulary.build(c for r in tiny_records for c in r.captions)
+    make = partial(CaptionDataset, tiny_records[:4], vocab, Preprocess(32).transform(), 30)
+    cached, uncached = make(cache_images=True), make()
+    for epoch in range(2):
+        for i in range(4):
+            assert torch.equal(cached[i][0], uncached[i][0])
+    assert len(decodes) == 4 + 8  # the cached dataset once per image, the other every time

@@ -31,14 +31,15 @@ def test_max_steps_stops_early(tiny_records, tmp_path):
 def _train(records, out_dir, **overrides):
     torch.manual_seed(0)
     decoder = TINY_DECODER | {"dropout": 0.3, "num_layers": 2}  # dropout: the RNG state matters
-    run(records, out_dir, TINY_ENCODER, decoder, tiny_trainer(max_epochs=2, checkpoint_every_steps=4, **overrides),
-        image_size=32, test_split=None)
+    trainer = tiny_trainer(**{"max_epochs": 2, "checkpoint_every_steps": 4} | overrides)
+    run(records, out_dir, TINY_ENCODER, decoder, trainer, image_size=32, test_split=None)
     return load_checkpoint(out_dir / "last.pt")
 
 
-@pytest.mark.parametrize("captions_per_image", ["all", "one"])
-def test_resume_after_interrupt_ends_with_identical_weights(tiny_records, tmp_path, monkeypatch, captions_per_image):
-    uninterrupted = _train(tiny_records, tmp_path / "a", captions_per_image=captions_per_image)
+@pytest.mark.parametrize("settings", [{"captions_per_image": "all"}, {"captions_per_image": "one"},
+                                      {"ema_decay": 0.8}])
+def test_resume_after_interrupt_ends_with_identical_weights(tiny_records, tmp_path, monkeypatch, settings):
+    uninterrupted = _train(tiny_records, tmp_path / "a", **settings)
 
     real_step, calls = Trainer._train_step, {"n": 0}
 
@@ -50,14 +51,16 @@ def test_resume_after_interrupt_ends_with_identical_weights(tiny_records, tmp_pa
 
     monkeypatch.setattr(Trainer, "_train_step", interrupt_at_step_5)
     with pytest.raises(Exception, match="interrupted"):
-        _train(tiny_records, tmp_path / "b", captions_per_image=captions_per_image)
+        _train(tiny_records, tmp_path / "b", **settings)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
     monkeypatch.setattr(Trainer, "_train_step", real_step)
-    resumed = _train(tiny_records, tmp_path / "b", captions_per_image=captions_per_image, resume=True)
+    resumed = _train(tiny_records, tmp_path / "b", resume=True, **settings)
 
     assert resumed["step"] == uninterrupted["step"] == 12
-    for key, value in uninterrupted["state_dict"].items():
-        assert torch.equal(value, resumed["state_dict"][key]), key
+    assert ("averaged" in resumed) == ("ema_decay" in settings)
+    for part in ("state_dict", "averaged") if "ema_decay" in settings else ("state_dict",):
+        for key, value in uninterrupted[part].items():
+            assert torch.equal(value, resumed[part][key]), (part, key)
 
 
 def test_learning_rate_warms_up_then_decays():
@@ -77,3 +80,28 @@ def test_optimizer_covers_every_parameter_once(tiny_records, tmp_path):
     in_groups = [id(p) for group in trainer.optimizer.param_groups for p in group["params"]]
     assert sorted(in_groups) == sorted(id(p) for p in captioner.model.parameters())
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [1e-4 * 0.5, 3e-3 * 0.5]  # warmup step 0 of 2
+
+
+def test_cached_images_train_the_same_weights(tiny_records, tmp_path):
+    plain, cached = _train(tiny_records, tmp_path / "a"), _train(tiny_records, tmp_path / "b", cache_images=True)
+    for key, value in plain["state_dict"].items():
+        assert torch.equal(value, cached["state_dict"][key]), key
+
+
+def test_cached_images_with_worker_processes_are_refused(tiny_records, tmp_path):
+    with pytest.raises(Exception, match="cache_images needs trainer.num_workers=0"):
+        _train(tiny_records, tmp_path, cache_images=True, num_workers=1)
+
+
+def test_moving_average_is_what_validation_scores_and_model_pt_holds(tiny_records, tmp_path):
+    last = _train(tiny_records, tmp_path, max_epochs=1, ema_decay=0.5)  # one epoch: model.pt is its end
+    best = load_checkpoint(tmp_path / "model.pt")["state_dict"]
+    averaged = {key.removeprefix("module."): value for key, value in last["averaged"].items() if key != "n_averaged"}
+    assert best.keys() == averaged.keys() and all(torch.equal(best[k], averaged[k]) for k in best)
+    assert not torch.equal(best["decoder.out.weight"], last["state_dict"]["decoder.out.weight"])
+
+
+def test_resuming_without_the_average_is_refused(tiny_records, tmp_path):
+    _train(tiny_records, tmp_path, max_epochs=1)
+    with pytest.raises(Exception, match="without trainer.ema_decay"):
+        _train(tiny_records, tmp_path, ema_decay=0.9, resume=True)

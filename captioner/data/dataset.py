@@ -20,15 +20,20 @@ class CaptionDataset(Dataset):
     ``captions_per_image="all"`` gives every reference caption of the image (the encoder
     runs once for all of them); ``"one"`` draws one per epoch, deterministically from
     ``(seed, epoch, index)``, so a resumed run sees the same captions as an uninterrupted one.
+
+    ``cache_images=True`` keeps each preprocessed image in memory after its first decode (the
+    same tensors, so training is unchanged); it needs the data loaded in this process
+    (``num_workers=0``: a worker's cache would die with the worker at the end of each epoch).
     """
 
     def __init__(self, records: list[ImageRecord], vocab: Vocabulary, transform: Callable,
-                 max_length: int, seed: int = 0, captions_per_image: str = "all"):
+                 max_length: int, seed: int = 0, captions_per_image: str = "all", cache_images: bool = False):
         if captions_per_image not in ("all", "one"):
             raise CaptionerError(f"captions_per_image must be all or one, got {captions_per_image!r}")
         self.records, self.vocab, self.transform = records, vocab, transform
         self.max_length, self.seed, self.epoch = max_length, seed, 0
         self.captions_per_image = captions_per_image
+        self.cache: dict[int, torch.Tensor] | None = {} if cache_images else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -44,7 +49,14 @@ class CaptionDataset(Dataset):
         word_targets[[self.vocab.pad, self.vocab.bos, self.vocab.eos]] = 0.0
         if self.captions_per_image == "one":
             all_tokens = [all_tokens[random.Random(f"{self.seed}-{self.epoch}-{index}").randrange(len(all_tokens))]]
-        return self.transform(load_image(record.path)), all_tokens, word_targets
+        return self._image(index), all_tokens, word_targets
+
+    def _image(self, index: int) -> torch.Tensor:
+        if self.cache is None:
+            return self.transform(load_image(self.records[index].path))
+        if index not in self.cache:
+            self.cache[index] = self.transform(load_image(self.records[index].path))
+        return self.cache[index]
 
 
 class ImageDataset(Dataset):
