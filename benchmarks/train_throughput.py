@@ -29,8 +29,9 @@ from captioner.training import Trainer, TrainerConfig
 from captioner.vocab import Vocabulary
 
 SETTINGS = {
-    "demo (5 captions per image per step, images cached, no workers, bf16, channels-last)": {},
+    "demo (5 captions per image per step, images cached, weights averaged, no workers, bf16, channels-last)": {},
     "images decoded every epoch (no cache)": {"cache_images": False},
+    "no moving average of the weights": {"ema_decay": 0.0},
     "one caption per image per epoch": {"captions_per_image": "one"},
     "1 DataLoader worker (no cache)": {"num_workers": 1, "cache_images": False},
     "fp32 (no autocast)": {"amp": False},
