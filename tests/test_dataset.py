@@ -51,7 +51,7 @@ def test_cached_images_are_decoded_once_and_equal_the_uncached(tiny_records, mon
     vocab = Vocabulary.build(c for r in tiny_records for c in r.captions)
     make = partial(CaptionDataset, tiny_records[:4], vocab, Preprocess(32).transform(), 30)
     cached, uncached = make(cache_images=True), make()
-    for epoch in range(2):
+    for _ in range(2):  # two epochs
         for i in range(4):
             assert torch.equal(cached[i][0], uncached[i][0])
     assert len(decodes) == 4 + 8  # the cached dataset once per image, the other every time

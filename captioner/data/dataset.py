@@ -1,4 +1,4 @@
-"""Torch datasets over image records: one image decode per image per epoch."""
+"""Torch datasets over image records: one image decode per image per epoch (or once, cached)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from captioner.vocab import Vocabulary
 
 
 class CaptionDataset(Dataset):
-    """An image tensor and its caption ids: one image decode per image and epoch.
+    """An image tensor and its caption ids: one image decode per image and epoch (or once, cached).
 
     ``captions_per_image="all"`` gives every reference caption of the image (the encoder
     runs once for all of them); ``"one"`` draws one per epoch, deterministically from
@@ -52,11 +52,12 @@ class CaptionDataset(Dataset):
         return self._image(index), all_tokens, word_targets
 
     def _image(self, index: int) -> torch.Tensor:
-        if self.cache is None:
-            return self.transform(load_image(self.records[index].path))
-        if index not in self.cache:
-            self.cache[index] = self.transform(load_image(self.records[index].path))
-        return self.cache[index]
+        if self.cache is not None and index in self.cache:
+            return self.cache[index]
+        image = self.transform(load_image(self.records[index].path))
+        if self.cache is not None:
+            self.cache[index] = image
+        return image
 
 
 class ImageDataset(Dataset):
