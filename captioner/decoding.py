@@ -30,6 +30,7 @@ class DecodeOptions:
     top_k: int = 0  # sampling only: keep the k most likely words (0: all)
     top_p: float = 1.0  # sampling only: keep the smallest set of words with this much probability
     seed: int | None = 0  # sampling only: None draws a fresh seed
+    class_lm_weight: float | None = None  # models with word classes: the decoder's class_lm_weight (None: as trained)
 
     def __post_init__(self):
         checks = [
@@ -41,6 +42,8 @@ class DecodeOptions:
              f"decode.num_captions ({self.num_captions}) cannot exceed decode.beam_size ({self.beam_size})"),
             (self.temperature > 0, f"decode.temperature must be > 0, got {self.temperature}"),
             (0 < self.top_p <= 1, f"decode.top_p must be in (0, 1], got {self.top_p}"),
+            (self.class_lm_weight is None or self.class_lm_weight >= 0,
+             f"decode.class_lm_weight must be >= 0, got {self.class_lm_weight}"),
             (self.top_k >= 0 and self.no_repeat_ngram_size >= 0,
              "decode.top_k and decode.no_repeat_ngram_size must be >= 0"),
         ]

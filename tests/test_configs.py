@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from captioner.cli.common import CONFIG_PATH
+from captioner.data.synthetic import COLOUR_WORDS, SHAPE_WORDS
 from captioner.models.captioner import CaptionModel
 from captioner.training import TrainerConfig
 
@@ -32,6 +33,12 @@ def test_train_config_builds_trainer_and_every_decoder_cell():
         TrainerConfig(**cfg.trainer)
         model = CaptionModel(10, OmegaConf.to_container(cfg.model.encoder), OmegaConf.to_container(cfg.model.decoder))
         assert model.args["decoder"]["cell"] == cell
+
+
+def test_demo_word_classes_are_the_synthetic_colour_and_shape_words():
+    cfg = compose_config("train", ["experiment=demo"])
+    assert OmegaConf.to_container(cfg.model.word_classes) == [sum(COLOUR_WORDS.values(), []),
+                                                              sum(SHAPE_WORDS.values(), [])]
 
 
 def test_data_target_instantiates(tmp_path):

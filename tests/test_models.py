@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from captioner.decoding import beam_search
+from captioner.decoding import DecodeOptions, beam_search
 from captioner.errors import CaptionerError
 from captioner.models.captioner import CaptionModel
 from captioner.models.decoder import Decoder
@@ -48,13 +48,17 @@ def test_image_features_initialise_every_layer_state():
     assert not torch.allclose(h[0], h[1]) and not torch.allclose(h[1], h[2]) and not torch.allclose(c[0], c[2])
 
 
-@pytest.mark.parametrize("cell, image_input_dim, word_prior, attention_dim", [
-    ("lstm", 0, False, 0), ("gru", 0, False, 0), ("lstm", 3, False, 0), ("gru", 3, True, 0), ("lstm", 0, True, 0),
-    ("lstm", 0, False, 5), ("gru", 3, True, 5)])
-def test_step_by_step_equals_teacher_forcing(cell, image_input_dim, word_prior, attention_dim):
+WORD_CLASSES = [[4, 5, 6], [7, 8]]
+
+
+@pytest.mark.parametrize("cell, image_input_dim, word_prior, attention_dim, word_classes", [
+    ("lstm", 0, False, 0, None), ("gru", 0, False, 0, None), ("lstm", 3, False, 0, None), ("gru", 3, True, 0, None),
+    ("lstm", 0, True, 0, None), ("lstm", 0, False, 5, None), ("gru", 3, True, 5, None),
+    ("gru", 3, True, 5, WORD_CLASSES), ("lstm", 0, False, 5, WORD_CLASSES)])
+def test_step_by_step_equals_teacher_forcing(cell, image_input_dim, word_prior, attention_dim, word_classes):
     decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell=cell,
                       image_input_dim=image_input_dim, word_prior=word_prior, attention_dim=attention_dim,
-                      locations=3).eval()
+                      locations=3, word_classes=word_classes).eval()
     features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
     full = decoder(features, tokens)
     state, steps = decoder.initial_state(features), []
@@ -129,3 +133,66 @@ def test_attention_mixes_the_encoders_grid_cells_by_query():
 def test_attention_needs_features_that_split_into_its_locations():
     with pytest.raises(CaptionerError, match="does not split into 4 locations"):
         Decoder(vocab_size=12, feature_dim=6, attention_dim=5, locations=4)
+
+
+def classed_and_plain(**options) -> tuple[Decoder, Decoder]:
+    """The same weights with and without WORD_CLASSES."""
+    torch.manual_seed(0)
+    settings = dict(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell="gru", locations=3, **options)
+    classed = Decoder(**settings, word_classes=WORD_CLASSES, class_lm_weight=0.0).eval()
+    plain = Decoder(**settings).eval()
+    plain.load_state_dict(classed.state_dict())
+    return classed, plain
+
+
+@pytest.mark.parametrize("options", [{"word_prior": True}, {"word_prior": True, "attention_dim": 5}])
+def test_word_classes_keep_the_language_models_share_of_each_class(options):
+    classed, plain = classed_and_plain(**options)
+    features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
+    with_classes, without = classed(features, tokens).log_softmax(-1), plain(features, tokens).log_softmax(-1)
+    others = [w for w in range(12) if w not in sum(WORD_CLASSES, [])]
+    assert torch.allclose(with_classes[..., others], without[..., others], atol=1e-5)
+    for group in WORD_CLASSES:
+        assert torch.allclose(with_classes[..., group].logsumexp(-1), without[..., group].logsumexp(-1), atol=1e-5)
+        assert not torch.allclose(with_classes[..., group], without[..., group])  # but not how it is shared
+
+
+@pytest.mark.parametrize("options", [{"word_prior": True}, {"word_prior": True, "attention_dim": 5}])
+def test_the_language_model_has_no_say_within_a_class(options):
+    features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
+    within, shares = {}, {}
+    for name, decoder in zip(("classed", "plain"), classed_and_plain(**options)):
+        log_probs = []
+        for scale in (1.0, 20.0):  # the hidden state's weights for the class words, from weak to overruling
+            with torch.no_grad():
+                decoder.out.weight[:, :8][[4, 5, 6]] *= scale
+            log_probs.append(decoder(features, tokens).log_softmax(-1)[..., [4, 5, 6]])
+        within[name] = [p.log_softmax(-1) for p in log_probs]
+        shares[name] = [p.logsumexp(-1) for p in log_probs]
+    assert torch.allclose(*within["classed"], atol=1e-5)  # which word of the class: the image's choice alone
+    assert not torch.allclose(*within["plain"], atol=1e-2)  # without classes the language model decides it too
+    assert not torch.allclose(*shares["classed"], atol=1e-2)  # when a word of the class comes: the language model's
+
+
+def test_class_lm_weight_blends_from_the_image_alone_to_the_plain_decoder_and_decoding_can_change_it():
+    classed, plain = classed_and_plain(word_prior=True, attention_dim=5)
+    features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
+    alone = classed(features, tokens)
+    with classed.decoding_class_lm_weight(1.0):
+        assert torch.allclose(classed(features, tokens), plain(features, tokens), atol=1e-5)
+    with classed.decoding_class_lm_weight(None):
+        assert torch.allclose(classed(features, tokens), alone)
+    assert classed.class_lm_weight == 0.0  # restored after the block
+    with pytest.raises(CaptionerError, match="class_lm_weight must be >= 0"):
+        DecodeOptions(class_lm_weight=-1.0)
+
+
+@pytest.mark.parametrize("options, word_classes, message", [
+    ({}, [[4, 5]], "need word_prior or attention_dim"),
+    ({"word_prior": True}, [[4]], "at least two words"),
+    ({"word_prior": True}, [[4, 5], [5, 6]], "more than one word class"),
+    ({"word_prior": True}, [[4, 12]], "must lie in 0..11"),
+])
+def test_invalid_word_classes_are_refused(options, word_classes, message):
+    with pytest.raises(CaptionerError, match=message):
+        Decoder(vocab_size=12, feature_dim=6, word_classes=word_classes, **options)

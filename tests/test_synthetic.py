@@ -79,8 +79,10 @@ def test_dataset_splits_and_generalisation_test(tiny_records):
     def combos(record):
         return {(o["colour"], o["shape"]) for o in record.attributes["objects"]}
 
-    assert not any(combos(r) & NOVEL_COMBOS for r in by_split["train"] + by_split["val"])
+    assert not any(combos(r) & NOVEL_COMBOS for r in by_split["train"])
+    assert sum(bool(combos(r) & NOVEL_COMBOS) for r in by_split["val"]) == 2  # 15% of 16
     assert sum(bool(combos(r) & NOVEL_COMBOS) for r in by_split["test"]) == 3  # 15% of 20
+    assert all(bool(combos(r) & NOVEL_COMBOS) == r.attributes["novel"] for r in tiny_records)
     assert all(r.path.is_file() and len(r.captions) == 5 for r in tiny_records)
 
 

@@ -105,3 +105,13 @@ def test_resuming_without_the_average_is_refused(tiny_records, tmp_path):
     _train(tiny_records, tmp_path, max_epochs=1)
     with pytest.raises(Exception, match="without trainer.ema_decay"):
         _train(tiny_records, tmp_path, ema_decay=0.9, resume=True)
+
+
+def test_word_classes_are_trained_saved_and_used_by_name(tiny_records, tmp_path):
+    decoder = TINY_DECODER | {"word_prior": True}
+    run(tiny_records, tmp_path, TINY_ENCODER, decoder, tiny_trainer(max_steps=2), image_size=32, test_split=None,
+        word_classes=[["red", "violet", "blue"], ["circle", "disc"]])
+    captioner = Captioner.load(tmp_path / "model.pt")
+    assert [[captioner.vocab.words[i] for i in group] for group in captioner.model.decoder.word_classes] == [
+        ["red", "violet", "blue"], ["circle", "disc"]]
+    assert captioner.caption([tiny_records[0].path])[0] != ""

@@ -18,6 +18,7 @@ from captioner.cli.common import CONFIG_PATH, limit_threads_in_parallel_sweeps, 
 from captioner.data.formats import ImageRecord, split_records
 from captioner.decoding import DecodeOptions
 from captioner.devices import resolve_device
+from captioner.errors import CaptionerError
 from captioner.evaluation import evaluate_records
 from captioner.io import write_json
 from captioner.models.captioner import CaptionModel
@@ -28,11 +29,13 @@ from captioner.vocab import Vocabulary
 
 
 def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder: dict, trainer: TrainerConfig,
-        image_size: int | None = 64, seed: int = 0, vocab_min_count: int = 1, max_length: int = 30,
+        image_size: int | None = 64, word_classes: list[list[str]] = (), seed: int = 0, vocab_min_count: int = 1,
+        max_length: int = 30,
         test_split: str | None = "test", show_examples: int = 0, decode: DecodeOptions = DecodeOptions(),
         text_metrics: dict | None = None) -> dict:
     """Train on the train split, select on val, score the best model on ``test_split``; write metrics.json.
 
+    ``word_classes`` are groups of words (the decoder's ``word_classes``, as words).
     The test split is captioned with ``decode`` and scored with the coco-caption metrics
     (``text_metrics``: their options) and, on synthetic data, attribute accuracy.
     """
@@ -41,6 +44,8 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
     torch.manual_seed(seed)
     train_records, val_records = split_records(records, "train"), split_records(records, "val")
     vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=vocab_min_count)
+    if word_classes:
+        decoder = {**decoder, "word_classes": word_class_ids(vocab, word_classes)}
     model = CaptionModel(len(vocab), encoder, decoder)
     preprocess = encoder_preprocess(encoder["name"], encoder.get("weights"), image_size)
     captioner = Captioner(model, vocab, preprocess, max_length=max_length)
@@ -48,7 +53,9 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
         print(f"training on {len(train_records)} images, validating on {len(val_records)}; vocabulary of "
               f"{len(vocab)} words; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; writing to "
               f"{out_dir}", file=sys.stderr)
-    metrics = Trainer(captioner, train_records, val_records, trainer, out_dir, seed).fit()
+    # validation decodes greedily, with the test's weight of the language model within word classes
+    val_decode = DecodeOptions(class_lm_weight=decode.class_lm_weight)
+    metrics = Trainer(captioner, train_records, val_records, trainer, out_dir, seed, val_decode).fit()
     if not distributed.is_main():  # rank 0 evaluates and writes
         return metrics
     if test_split:
@@ -60,6 +67,14 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
         print(f"{test_split}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()), file=sys.stderr)
     write_json(out_dir / "metrics.json", metrics)
     return metrics
+
+
+def word_class_ids(vocab: Vocabulary, groups: list[list[str]]) -> list[list[int]]:
+    """The vocabulary ids of ``model.word_classes``; a word the training captions never use is an error."""
+    missing = [word for group in groups for word in group if word not in vocab.index]
+    if missing:
+        raise CaptionerError(f"model.word_classes: {missing[0]!r} is not in the training captions' vocabulary")
+    return [[vocab.index[word] for word in group] for group in groups]
 
 
 def print_examples(records: list[ImageRecord], captions: list[str], count: int) -> None:
@@ -93,6 +108,7 @@ def run_arguments(cfg: DictConfig) -> dict:
     return dict(
         out_dir=HydraConfig.get().runtime.output_dir,
         image_size=cfg.model.image_size,
+        word_classes=OmegaConf.to_container(cfg.model.word_classes),
         seed=cfg.seed,
         vocab_min_count=cfg.vocab.min_count,
         max_length=cfg.vocab.max_length,

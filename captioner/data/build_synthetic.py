@@ -25,12 +25,13 @@ def synthetic_dataset(root: str | Path = "data/synthetic", image_size: int = 64,
     """The synthetic dataset's records, generated under ``root`` on first use.
 
     A dataset already at ``root`` with the same settings is reused; other settings
-    regenerate it. The test split also holds ``novel_fraction`` scenes with colour-shape
-    pairs never seen in training.
+    regenerate it. The validation and test splits also hold ``novel_fraction`` scenes with
+    colour-shape pairs never seen in training, so that choosing a model or a decoding setting on
+    validation weighs generalisation as the test split does.
     """
     root = Path(root)
     settings = {"image_size": image_size, "num_train": num_train, "num_val": num_val, "num_test": num_test,
-                "novel_fraction": novel_fraction, "seed": seed, "generator_version": 4}
+                "novel_fraction": novel_fraction, "seed": seed, "generator_version": 5}
     split_file = root / SPLIT_FILE
     if not _has_settings(split_file, settings):
         _generate(root, settings)
@@ -49,9 +50,9 @@ def _has_settings(split_file: Path, settings: dict) -> bool:
 def scene_plan(settings: dict) -> list[tuple[str, int, bool]]:
     """``(split, index, novel)`` for every image: deterministic by the settings alone."""
     plan = [("train", i, False) for i in range(settings["num_train"])]
-    plan += [("val", i, False) for i in range(settings["num_val"])]
-    num_novel = round(settings["num_test"] * settings["novel_fraction"])
-    plan += [("test", i, i < num_novel) for i in range(settings["num_test"])]
+    for split in ("val", "test"):
+        num_novel = round(settings[f"num_{split}"] * settings["novel_fraction"])
+        plan += [(split, i, i < num_novel) for i in range(settings[f"num_{split}"])]
     return plan
 
 
