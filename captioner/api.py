@@ -111,7 +111,7 @@ class Captioner:
         features = self.model.encoder(pixels.to(self.device))  # (B, F)
         vocab = self.vocab
         banned = [vocab.pad, vocab.bos] + ([vocab.unk] if options.suppress_unk else [])
-        with self.model.decoder.decoding_class_lm_weight(options.class_lm_weight):
+        with self.model.decoder.decoding_with_class_lm_weight(options.class_lm_weight):
             hypotheses = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, options, self.max_length)
         self.model.train(was_training)
         return [[(vocab.decode(h.tokens), h.log_prob) for h in image] for image in hypotheses]

@@ -30,7 +30,7 @@ class DecodeOptions:
     top_k: int = 0  # sampling only: keep the k most likely words (0: all)
     top_p: float = 1.0  # sampling only: keep the smallest set of words with this much probability
     seed: int | None = 0  # sampling only: None draws a fresh seed
-    class_lm_weight: float | None = None  # models with word classes: the decoder's class_lm_weight (None: as trained)
+    class_lm_weight: float | None = None  # models with word classes: overrides the decoder's decoding_class_lm_weight
 
     def __post_init__(self):
         checks = [

@@ -28,7 +28,6 @@ from captioner import distributed
 from captioner.api import Captioner
 from captioner.data.dataset import CaptionDataset, EpochSampler, collate_captions
 from captioner.data.formats import ImageRecord
-from captioner.decoding import DecodeOptions
 from captioner.devices import autocast_dtype, resolve_device
 from captioner.errors import CaptionerError
 from captioner.evaluation import evaluate_records
@@ -75,10 +74,8 @@ class Trainer:
     """Trains ``captioner.model`` in place; writes last.pt, model.pt and the curve to ``out_dir``."""
 
     def __init__(self, captioner: Captioner, train_records: list[ImageRecord], val_records: list[ImageRecord],
-                 config: TrainerConfig, out_dir: str | Path, seed: int = 0,
-                 val_decode: DecodeOptions = DecodeOptions()):
+                 config: TrainerConfig, out_dir: str | Path, seed: int = 0):
         self.captioner, self.config, self.out_dir, self.seed = captioner, config, Path(out_dir), seed
-        self.val_decode = val_decode  # how validation captions are searched for
         self.val_records = val_records
         self.rank, self.world, self.device = distributed.init(config.strategy, resolve_device(config.device))
         if config.batch_size % self.world:
@@ -252,7 +249,7 @@ class Trainer:
             words = (targets != self.captioner.vocab.pad).sum().item()
             total += self.loss_fn(logits.flatten(0, 1).float(), targets.flatten()).item() * words
             count += words
-        scores, _ = evaluate_records(self.scored, self.val_records, self.val_decode, self.config.val_batch_size)
+        scores, _ = evaluate_records(self.scored, self.val_records, batch_size=self.config.val_batch_size)
         return {"val_loss": round(total / max(1, count), 4)} | {f"val_{k}": round(v, 4) for k, v in scores.items()}
 
     def _save_last(self) -> None:

@@ -135,11 +135,12 @@ def test_attention_needs_features_that_split_into_its_locations():
         Decoder(vocab_size=12, feature_dim=6, attention_dim=5, locations=4)
 
 
-def classed_and_plain(**options) -> tuple[Decoder, Decoder]:
-    """The same weights with and without WORD_CLASSES."""
+def classed_and_plain(decoding_class_lm_weight=None, **options) -> tuple[Decoder, Decoder]:
+    """The same weights with WORD_CLASSES (the image alone chooses within them) and without."""
     torch.manual_seed(0)
     settings = dict(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell="gru", locations=3, **options)
-    classed = Decoder(**settings, word_classes=WORD_CLASSES, class_lm_weight=0.0).eval()
+    classed = Decoder(**settings, word_classes=WORD_CLASSES, class_lm_weight=0.0,
+                      decoding_class_lm_weight=decoding_class_lm_weight).eval()
     plain = Decoder(**settings).eval()
     plain.load_state_dict(classed.state_dict())
     return classed, plain
@@ -174,15 +175,23 @@ def test_the_language_model_has_no_say_within_a_class(options):
     assert not torch.allclose(*shares["classed"], atol=1e-2)  # when a word of the class comes: the language model's
 
 
-def test_class_lm_weight_blends_from_the_image_alone_to_the_plain_decoder_and_decoding_can_change_it():
-    classed, plain = classed_and_plain(word_prior=True, attention_dim=5)
+def test_class_lm_weight_blends_from_the_image_alone_to_the_plain_decoder():
+    classed, plain = classed_and_plain(word_prior=True, attention_dim=5)  # class_lm_weight 0: the image alone
     features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
     alone = classed(features, tokens)
-    with classed.decoding_class_lm_weight(1.0):
-        assert torch.allclose(classed(features, tokens), plain(features, tokens), atol=1e-5)
-    with classed.decoding_class_lm_weight(None):
-        assert torch.allclose(classed(features, tokens), alone)
-    assert classed.class_lm_weight == 0.0  # restored after the block
+    assert not torch.allclose(alone, plain(features, tokens), atol=1e-3)
+    classed.class_lm_weight = 1.0
+    assert torch.allclose(classed(features, tokens), plain(features, tokens), atol=1e-5)
+
+
+def test_decoding_has_its_own_class_lm_weight_which_decode_options_override():
+    classed, plain = classed_and_plain(word_prior=True, attention_dim=5, decoding_class_lm_weight=1.0)
+    features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 1))
+    state = classed.initial_state(features)
+    assert torch.allclose(classed.step(tokens[:, 0], state)[0], plain.step(tokens[:, 0], state)[0], atol=1e-5)
+    with classed.decoding_with_class_lm_weight(0.0):  # as trained: teacher forcing uses class_lm_weight 0
+        assert torch.allclose(classed.step(tokens[:, 0], state)[0], classed(features, tokens)[:, 0], atol=1e-5)
+    assert classed.decoding_class_lm_weight == 1.0  # restored after the block
     with pytest.raises(CaptionerError, match="class_lm_weight must be >= 0"):
         DecodeOptions(class_lm_weight=-1.0)
 

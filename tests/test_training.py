@@ -108,10 +108,15 @@ def test_resuming_without_the_average_is_refused(tiny_records, tmp_path):
 
 
 def test_word_classes_are_trained_saved_and_used_by_name(tiny_records, tmp_path):
-    decoder = TINY_DECODER | {"word_prior": True}
+    decoder = TINY_DECODER | {"word_prior": True, "decoding_class_lm_weight": 0.1}
     run(tiny_records, tmp_path, TINY_ENCODER, decoder, tiny_trainer(max_steps=2), image_size=32, test_split=None,
         word_classes=[["red", "violet", "blue"], ["circle", "disc"]])
     captioner = Captioner.load(tmp_path / "model.pt")
     assert [[captioner.vocab.words[i] for i in group] for group in captioner.model.decoder.word_classes] == [
         ["red", "violet", "blue"], ["circle", "disc"]]
-    assert captioner.caption([tiny_records[0].path])[0] != ""
+    assert captioner.model.decoder.decoding_class_lm_weight == 0.1
+    image = [tiny_records[0].path]
+    scores = {weight: captioner.caption_candidates(image, class_lm_weight=weight)[0][0][1]
+              for weight in (None, 0.1, 5.0)}
+    assert scores[None] == scores[0.1] != scores[5.0]  # decode.class_lm_weight overrides the checkpoint's, once
+    assert captioner.model.decoder.decoding_class_lm_weight == 0.1

@@ -53,9 +53,7 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
         print(f"training on {len(train_records)} images, validating on {len(val_records)}; vocabulary of "
               f"{len(vocab)} words; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; writing to "
               f"{out_dir}", file=sys.stderr)
-    # validation decodes greedily, with the test's weight of the language model within word classes
-    val_decode = DecodeOptions(class_lm_weight=decode.class_lm_weight)
-    metrics = Trainer(captioner, train_records, val_records, trainer, out_dir, seed, val_decode).fit()
+    metrics = Trainer(captioner, train_records, val_records, trainer, out_dir, seed).fit()
     if not distributed.is_main():  # rank 0 evaluates and writes
         return metrics
     if test_split:

@@ -33,7 +33,8 @@ context, the bias and the word prior). A language model trained on captions that
 split between when and what of Neural Baby Talk (Lu et al., 2018) and the lexical classes of
 Hendricks et al. (2016), here over plain word groups. ``class_lm_weight`` lets the language
 model's own preference within a group back in, scaled: 0 leaves the choice to the image alone, 1
-is the plain decoder. Trained at 0.3 and decoded at 0.05, the demo's test attribute accuracy is
+is the plain decoder; ``decoding_class_lm_weight`` is the one decoding uses (None: the same).
+Trained at 0.3 and decoded at 0.05, the demo's test attribute accuracy is
 0.850 / 0.818 on two seeds, against 0.774 / 0.749 without word classes (at 0 in training the
 image's side learns the training pairs' colour-shape shortcuts itself; benchmarks/README.md,
 session 9).
@@ -89,6 +90,7 @@ class Decoder(nn.Module):
         locations: int = 1,
         word_classes: list[list[int]] | None = None,
         class_lm_weight: float = 0.3,
+        decoding_class_lm_weight: float | None = None,
     ):
         super().__init__()
         if cell not in CELLS:
@@ -96,7 +98,10 @@ class Decoder(nn.Module):
         if attention_dim and feature_dim % locations:
             raise CaptionerError(f"feature size {feature_dim} does not split into {locations} locations")
         self.word_classes = [list(group) for group in word_classes or ()]
-        self.class_lm_weight = class_lm_weight
+        if decoding_class_lm_weight is None:
+            decoding_class_lm_weight = class_lm_weight
+        # training (teacher forcing) uses the first, decoding (step) the second
+        self.class_lm_weight, self.decoding_class_lm_weight = class_lm_weight, decoding_class_lm_weight
         _check_word_classes(self.word_classes, vocab_size, sees_image=bool(word_prior or attention_dim))
         self.num_layers, self.hidden_dim, self.locations = num_layers, hidden_dim, locations
         self.num_states = 2 if cell == "lstm" else 1
@@ -159,24 +164,26 @@ class Decoder(nn.Module):
         if image_index is not None:
             state = tuple(s[:, image_index] for s in state)
         outputs, _ = self._run(self.embed(tokens), state)  # (N, T, H [+ C with attention])
-        return self._logits(self.dropout(outputs), state[-1].transpose(0, 1) if self.word_prior else None)
+        prior = state[-1].transpose(0, 1) if self.word_prior else None
+        return self._logits(self.dropout(outputs), prior, self.class_lm_weight)
 
     def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """One step for decoding: tokens (B,) -> logits (B, V) and the next state."""
         outputs, state = self._run(self.embed(tokens).unsqueeze(1), state)  # (B, 1, H [+ C with attention])
-        return self._logits(outputs.squeeze(1), state[-1][0] if self.word_prior else None), state
+        prior = state[-1][0] if self.word_prior else None
+        return self._logits(outputs.squeeze(1), prior, self.decoding_class_lm_weight), state
 
     @contextmanager
-    def decoding_class_lm_weight(self, weight: float | None) -> Iterator[None]:
-        """Within the block, ``class_lm_weight`` is ``weight`` (None: unchanged)."""
-        trained = self.class_lm_weight
-        self.class_lm_weight = trained if weight is None else weight
+    def decoding_with_class_lm_weight(self, weight: float | None) -> Iterator[None]:
+        """Within the block, ``step`` weighs the language model within word classes by ``weight`` (None: unchanged)."""
+        saved = self.decoding_class_lm_weight
+        self.decoding_class_lm_weight = saved if weight is None else weight
         try:
             yield
         finally:
-            self.class_lm_weight = trained
+            self.decoding_class_lm_weight = saved
 
-    def _logits(self, outputs: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+    def _logits(self, outputs: torch.Tensor, prior: torch.Tensor | None, class_lm_weight: float) -> torch.Tensor:
         """outputs (..., H [+ C]) and the word prior (..., V) or None -> word logits (..., V)."""
         logits = self.out(outputs)
         if prior is not None:
@@ -186,8 +193,8 @@ class Decoder(nn.Module):
             index = torch.as_tensor(group, device=logits.device)
             weight = self.out.weight[index]  # (K, H [+ C])
             seen = nn.functional.linear(image, weight[:, self.hidden_dim :], self.out.bias[index])
-            if self.class_lm_weight:  # the language model's own preference, damped
-                seen = seen + self.class_lm_weight * (outputs[..., : self.hidden_dim] @ weight[:, : self.hidden_dim].T)
+            if class_lm_weight:  # the language model's own preference, damped
+                seen = seen + class_lm_weight * (outputs[..., : self.hidden_dim] @ weight[:, : self.hidden_dim].T)
             if prior is not None:
                 seen = seen + prior[..., index]
             share = logits[..., index].logsumexp(-1, keepdim=True)  # the language model's: when
