@@ -201,6 +201,7 @@ def test_decoding_has_its_own_class_lm_weight_which_decode_options_override():
     ({"word_prior": True}, [[4]], "at least two words"),
     ({"word_prior": True}, [[4, 5], [5, 6]], "more than one word class"),
     ({"word_prior": True}, [[4, 12]], "must lie in 0..11"),
+    ({"word_prior": True, "decoding_class_lm_weight": -0.1}, [[4, 5]], "must be >= 0"),
 ])
 def test_invalid_word_classes_are_refused(options, word_classes, message):
     with pytest.raises(CaptionerError, match=message):

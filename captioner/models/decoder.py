@@ -102,7 +102,8 @@ class Decoder(nn.Module):
             decoding_class_lm_weight = class_lm_weight
         # training (teacher forcing) uses the first, decoding (step) the second
         self.class_lm_weight, self.decoding_class_lm_weight = class_lm_weight, decoding_class_lm_weight
-        _check_word_classes(self.word_classes, vocab_size, sees_image=bool(word_prior or attention_dim))
+        _check_word_classes(self.word_classes, vocab_size, sees_image=bool(word_prior or attention_dim),
+                            weights=(class_lm_weight, decoding_class_lm_weight))
         self.num_layers, self.hidden_dim, self.locations = num_layers, hidden_dim, locations
         self.num_states = 2 if cell == "lstm" else 1
         self.init_state = nn.Linear(feature_dim, self.num_states * num_layers * hidden_dim)
@@ -217,8 +218,11 @@ class Decoder(nn.Module):
         return outputs, (tuple(new_state) if self.num_states == 2 else (new_state,)) + fixed
 
 
-def _check_word_classes(groups: list[list[int]], vocab_size: int, sees_image: bool) -> None:
+def _check_word_classes(groups: list[list[int]], vocab_size: int, sees_image: bool,
+                        weights: tuple[float, float]) -> None:
     words = [word for group in groups for word in group]
+    if min(weights) < 0:
+        raise CaptionerError(f"class_lm_weight and decoding_class_lm_weight must be >= 0, got {weights}")
     if groups and not sees_image:
         raise CaptionerError("word classes need word_prior or attention_dim > 0: the choice within a class reads "
                              "only the image")
