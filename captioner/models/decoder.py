@@ -191,15 +191,16 @@ class Decoder(nn.Module):
             logits = logits + prior
         image = outputs[..., self.hidden_dim :]  # the attended context (empty without attention)
         for group in self.word_classes:
+            # ids as a plain list, not an integer buffer: the weight average (trainer.ema_decay) would average a buffer
             index = torch.as_tensor(group, device=logits.device)
             weight = self.out.weight[index]  # (K, H [+ C])
-            seen = nn.functional.linear(image, weight[:, self.hidden_dim :], self.out.bias[index])
+            within = nn.functional.linear(image, weight[:, self.hidden_dim :], self.out.bias[index])
             if class_lm_weight:  # the language model's own preference, damped
-                seen = seen + class_lm_weight * (outputs[..., : self.hidden_dim] @ weight[:, : self.hidden_dim].T)
+                within = within + class_lm_weight * (outputs[..., : self.hidden_dim] @ weight[:, : self.hidden_dim].T)
             if prior is not None:
-                seen = seen + prior[..., index]
+                within = within + prior[..., index]
             share = logits[..., index].logsumexp(-1, keepdim=True)  # the language model's: when
-            logits = logits.index_copy(-1, index, (share + seen.log_softmax(-1)).to(logits.dtype))  # the image's: which
+            logits = logits.index_copy(-1, index, (share + within.log_softmax(-1)).to(logits.dtype))  # the image: which
         return logits
 
     def _run(self, inputs: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
