@@ -30,9 +30,8 @@ from captioner.vocab import Vocabulary
 
 def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder: dict, trainer: TrainerConfig,
         image_size: int | None = 64, word_classes: list[list[str]] = (), seed: int = 0, vocab_min_count: int = 1,
-        max_length: int = 30,
-        test_split: str | None = "test", show_examples: int = 0, decode: DecodeOptions = DecodeOptions(),
-        text_metrics: dict | None = None) -> dict:
+        max_length: int = 30, test_split: str | None = "test", show_examples: int = 0,
+        decode: DecodeOptions = DecodeOptions(), text_metrics: dict | None = None) -> dict:
     """Train on the train split, select on val, score the best model on ``test_split``; write metrics.json.
 
     ``word_classes`` are groups of words (the decoder's ``word_classes``, as words).
