@@ -20,6 +20,8 @@ pytestmark = pytest.mark.slow
     ("train", ["model.word_classes=[[red,violett]]", "model.decoder.word_prior=true"],
      "model.word_classes: 'violett' is not in the training captions' vocabulary"),
     ("train", ["model.word_classes=[[red,blue]]"], "word classes need word_prior or attention_dim > 0"),
+    ("train", ["model.class_logit_adjustment=true"], "model.class_logit_adjustment needs model.word_classes"),
+    ("train", ["model.decoder.class_pointer=true"], "class_pointer needs word classes and attention_dim > 0"),
     ("train", ["trainer.device=tpu"], "device must be auto, cpu or cuda, got 'tpu'"),
     ("caption", ["checkpoint=missing.pt", "input=photo.png"], "missing.pt: checkpoint not found"),
     ("caption", ["checkpoint=missing.pt", "input=photo.png", "decode.beam_size=wide"],

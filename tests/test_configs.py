@@ -31,7 +31,8 @@ def test_train_config_builds_trainer_and_every_decoder_cell():
     for cell in ("lstm", "gru", "rnn"):
         cfg = compose_config("train", [f"model/decoder={cell}", "experiment=demo"])
         TrainerConfig(**cfg.trainer)
-        model = CaptionModel(10, OmegaConf.to_container(cfg.model.encoder), OmegaConf.to_container(cfg.model.decoder))
+        decoder = OmegaConf.to_container(cfg.model.decoder) | {"word_classes": [[1, 2], [3, 4]]}  # ids, as run() adds
+        model = CaptionModel(10, OmegaConf.to_container(cfg.model.encoder), decoder)
         assert model.args["decoder"]["cell"] == cell
 
 

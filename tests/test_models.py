@@ -4,7 +4,7 @@ import torch
 from captioner.decoding import DecodeOptions, beam_search
 from captioner.errors import CaptionerError
 from captioner.models.captioner import CaptionModel
-from captioner.models.decoder import Decoder
+from captioner.models.decoder import Decoder, class_bigram_log_prior
 from captioner.models.encoder import Encoder
 
 
@@ -51,14 +51,16 @@ def test_image_features_initialise_every_layer_state():
 WORD_CLASSES = [[4, 5, 6], [7, 8]]
 
 
-@pytest.mark.parametrize("cell, image_input_dim, word_prior, attention_dim, word_classes", [
-    ("lstm", 0, False, 0, None), ("gru", 0, False, 0, None), ("lstm", 3, False, 0, None), ("gru", 3, True, 0, None),
-    ("lstm", 0, True, 0, None), ("lstm", 0, False, 5, None), ("gru", 3, True, 5, None),
-    ("gru", 3, True, 5, WORD_CLASSES), ("lstm", 0, False, 5, WORD_CLASSES)])
-def test_step_by_step_equals_teacher_forcing(cell, image_input_dim, word_prior, attention_dim, word_classes):
+@pytest.mark.parametrize("cell, image_input_dim, word_prior, attention_dim, word_classes, class_pointer", [
+    ("lstm", 0, False, 0, None, False), ("gru", 0, False, 0, None, False), ("lstm", 3, False, 0, None, False),
+    ("gru", 3, True, 0, None, False), ("lstm", 0, True, 0, None, False), ("lstm", 0, False, 5, None, False),
+    ("gru", 3, True, 5, None, False), ("gru", 3, True, 5, WORD_CLASSES, False),
+    ("lstm", 0, False, 5, WORD_CLASSES, False), ("gru", 3, True, 5, WORD_CLASSES, True)])
+def test_step_by_step_equals_teacher_forcing(cell, image_input_dim, word_prior, attention_dim, word_classes,
+                                             class_pointer):
     decoder = Decoder(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell=cell,
                       image_input_dim=image_input_dim, word_prior=word_prior, attention_dim=attention_dim,
-                      locations=3, word_classes=word_classes).eval()
+                      locations=3, word_classes=word_classes, class_pointer=class_pointer).eval()
     features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
     full = decoder(features, tokens)
     state, steps = decoder.initial_state(features), []
@@ -196,7 +198,69 @@ def test_decoding_has_its_own_class_lm_weight_which_decode_options_override():
         DecodeOptions(class_lm_weight=-1.0)
 
 
+def attention_contexts(decoder: Decoder, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """The context (B, T, C) each teacher-forcing step attends to."""
+    contexts = []
+    hook = decoder.attention.register_forward_hook(lambda _module, _inputs, output: contexts.append(output))
+    decoder(features, tokens)
+    hook.remove()
+    return contexts[0]
+
+
+def test_class_pointer_attends_where_the_class_word_just_said_is_seen():
+    torch.manual_seed(0)
+    settings = dict(vocab_size=12, feature_dim=6, embed_dim=4, hidden_dim=8, cell="gru", attention_dim=5, locations=3,
+                    word_classes=WORD_CLASSES)
+    pointing, plain = Decoder(**settings, class_pointer=True).eval(), Decoder(**settings).eval()
+    plain.load_state_dict(pointing.state_dict(), strict=False)
+    with torch.no_grad():
+        pointing.out.weight[4, 8:] = torch.tensor([1.0, 0.0])  # word 4 is read from channel 0, word 7 from channel 1
+        pointing.out.weight[7, 8:] = torch.tensor([0.0, 1.0])
+        pointing.pointer_scale.fill_(20.0)
+    features = torch.tensor([[0.0, 3.0, 0.0, 0.0, 0.0, 3.0]])  # channel-major: cell 1 shows channel 0, cell 2 channel 1
+    tokens = torch.tensor([[4, 7, 9]])  # after word 4, after word 7, after a word of no class
+    pointed = attention_contexts(pointing, features, tokens)[0]
+    assert torch.allclose(pointed[0], torch.tensor([3.0, 0.0]), atol=1e-3)  # cell 1
+    assert torch.allclose(pointed[1], torch.tensor([0.0, 3.0]), atol=1e-3)  # cell 2
+    assert torch.allclose(pointed[2], attention_contexts(plain, features, tokens)[0, 2], atol=1e-6)  # no pointer
+    with torch.no_grad():
+        pointing.pointer_scale.fill_(1.0)  # unsaturated, so that gradients flow
+    attention_contexts(pointing, features, tokens).sum().backward()
+    assert pointing.pointer_scale.grad.abs().sum() > 0  # the pointer learns its scale
+    assert pointing.out.weight.grad is None  # and not the words' readout
+
+
+def test_class_bigram_log_prior_counts_each_class_word_after_each_word():
+    prior = class_bigram_log_prior([[1, 4, 7], [1, 4, 7], [1, 5, 8]], vocab_size=12, groups=WORD_CLASSES)
+    assert torch.allclose(prior[4, [7, 8]].exp(), torch.tensor([3 / 4, 1 / 4]))  # counts 2 and 0, plus one each
+    assert torch.allclose(prior[1, [4, 5, 6]].exp(), torch.tensor([3 / 6, 2 / 6, 1 / 6]))
+    assert torch.allclose(prior[9, [7, 8]].exp(), torch.tensor([1 / 2, 1 / 2]))  # never seen before the class: even
+    assert not prior[:, [0, 1, 2, 3, 9, 10, 11]].any()  # words of no class are left alone
+
+
+def test_class_prior_adjusts_teacher_forcing_within_classes_only():
+    classed, _ = classed_and_plain(word_prior=True, attention_dim=5)
+    features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 5))
+    without, state = classed(features, tokens).log_softmax(-1), classed.initial_state(features)
+    first_step = classed.step(tokens[:, 0], state)[0]
+    log_prior = torch.randn(12, 12)
+    classed.set_class_prior(log_prior)
+    adjusted = classed(features, tokens).log_softmax(-1)
+    for group in WORD_CLASSES:
+        assert torch.allclose(adjusted[..., group].logsumexp(-1), without[..., group].logsumexp(-1), atol=1e-5)
+        assert torch.allclose(adjusted[..., group].log_softmax(-1),
+                              (without[..., group] + log_prior[tokens][..., group]).log_softmax(-1), atol=1e-5)
+    others = [w for w in range(12) if w not in sum(WORD_CLASSES, [])]
+    assert torch.allclose(adjusted[..., others], without[..., others], atol=1e-5)
+    assert torch.equal(classed.step(tokens[:, 0], state)[0], first_step)  # decoding never uses it
+    assert "class_prior" not in classed.state_dict()  # nor do checkpoints keep it
+    with pytest.raises(CaptionerError, match="shape \\(vocabulary, vocabulary\\), got \\(12, 11\\)"):
+        classed.set_class_prior(torch.zeros(12, 11))
+
+
 @pytest.mark.parametrize("options, word_classes, message", [
+    ({"word_prior": True, "class_pointer": True}, [[4, 5]], "class_pointer needs word classes and attention_dim"),
+    ({"attention_dim": 5, "locations": 3, "class_pointer": True}, None, "class_pointer needs word classes"),
     ({}, [[4, 5]], "need word_prior or attention_dim"),
     ({"word_prior": True}, [[4]], "at least two words"),
     ({"word_prior": True}, [[4, 5], [5, 6]], "more than one word class"),

@@ -107,6 +107,22 @@ def test_resuming_without_the_average_is_refused(tiny_records, tmp_path):
         _train(tiny_records, tmp_path, ema_decay=0.9, resume=True)
 
 
+def test_class_pointer_and_logit_adjustment_train_and_are_saved(tiny_records, tmp_path):
+    decoder = TINY_DECODER | {"attention_dim": 8, "class_pointer": True}
+    weights = {}
+    for adjusted in (False, True):
+        run(tiny_records, tmp_path / str(adjusted), TINY_ENCODER, decoder, tiny_trainer(max_steps=2), image_size=32,
+            test_split=None, word_classes=[["red", "violet", "blue"], ["circle", "disc"]],
+            class_logit_adjustment=adjusted)
+        weights[adjusted] = load_checkpoint(tmp_path / str(adjusted) / "last.pt")["state_dict"]
+    assert not torch.equal(weights[False]["decoder.out.weight"], weights[True]["decoder.out.weight"])  # it trained
+    assert not torch.equal(weights[True]["decoder.pointer_scale"], torch.ones(2))  # the pointer's scale learned
+    assert not any("class_prior" in key for key in weights[True])  # a training-only prior stays out of checkpoints
+    captioner = Captioner.load(tmp_path / "True" / "model.pt")
+    assert captioner.model.decoder.pointer_scale is not None and captioner.model.decoder.class_prior is None
+    assert captioner.caption([tiny_records[0].path])[0]
+
+
 def test_word_classes_are_trained_saved_and_used_by_name(tiny_records, tmp_path):
     decoder = TINY_DECODER | {"word_prior": True, "decoding_class_lm_weight": 0.1}
     run(tiny_records, tmp_path, TINY_ENCODER, decoder, tiny_trainer(max_steps=2), image_size=32, test_split=None,

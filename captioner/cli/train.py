@@ -22,22 +22,26 @@ from captioner.errors import CaptionerError
 from captioner.evaluation import evaluate_records
 from captioner.io import write_json
 from captioner.models.captioner import CaptionModel
-from captioner.models.decoder import Decoder
+from captioner.models.decoder import Decoder, class_bigram_log_prior
 from captioner.models.encoder import Encoder, encoder_preprocess
 from captioner.training import BEST, Trainer, TrainerConfig
 from captioner.vocab import Vocabulary
 
 
 def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder: dict, trainer: TrainerConfig,
-        image_size: int | None = 64, word_classes: list[list[str]] = (), seed: int = 0, vocab_min_count: int = 1,
-        max_length: int = 30, test_split: str | None = "test", show_examples: int = 0,
-        decode: DecodeOptions = DecodeOptions(), text_metrics: dict | None = None) -> dict:
+        image_size: int | None = 64, word_classes: list[list[str]] = (), class_logit_adjustment: bool = False,
+        seed: int = 0, vocab_min_count: int = 1, max_length: int = 30, test_split: str | None = "test",
+        show_examples: int = 0, decode: DecodeOptions = DecodeOptions(), text_metrics: dict | None = None) -> dict:
     """Train on the train split, select on val, score the best model on ``test_split``; write metrics.json.
 
-    ``word_classes`` are groups of words (the decoder's ``word_classes``, as words).
+    ``word_classes`` are groups of words (the decoder's ``word_classes``, as words);
+    ``class_logit_adjustment`` trains with the training captions' bigram prior within them
+    (``Decoder.set_class_prior``).
     The test split is captioned with ``decode`` and scored with the coco-caption metrics
     (``text_metrics``: their options) and, on synthetic data, attribute accuracy.
     """
+    if class_logit_adjustment and not word_classes:
+        raise CaptionerError("model.class_logit_adjustment needs model.word_classes: it adjusts their logits")
     out_dir = Path(out_dir)
     random.seed(seed)
     torch.manual_seed(seed)
@@ -46,6 +50,9 @@ def run(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decoder:
     if word_classes:
         decoder = {**decoder, "word_classes": word_class_ids(vocab, word_classes)}
     model = CaptionModel(len(vocab), encoder, decoder)
+    if class_logit_adjustment:
+        captions = (vocab.encode(c, max_length) for r in train_records for c in r.captions)
+        model.decoder.set_class_prior(class_bigram_log_prior(captions, len(vocab), decoder["word_classes"]))
     preprocess = encoder_preprocess(encoder["name"], encoder.get("weights"), image_size)
     captioner = Captioner(model, vocab, preprocess, max_length=max_length)
     if distributed.is_main():
@@ -106,6 +113,7 @@ def run_arguments(cfg: DictConfig) -> dict:
         out_dir=HydraConfig.get().runtime.output_dir,
         image_size=cfg.model.image_size,
         word_classes=OmegaConf.to_container(cfg.model.word_classes),
+        class_logit_adjustment=cfg.model.class_logit_adjustment,
         seed=cfg.seed,
         vocab_min_count=cfg.vocab.min_count,
         max_length=cfg.vocab.max_length,
