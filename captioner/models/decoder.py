@@ -276,12 +276,10 @@ def class_bigram_log_prior(captions: Iterable[Sequence[int]], vocab_size: int, g
     """(V, V): entry [p, w] is the log-probability that word w follows word p among the words of
     w's class, counted over ``captions`` (token ids) with ``smoothing`` added to every count (a pair
     never seen gets a finite prior); 0 outside the classes. For ``Decoder.set_class_prior``."""
-    pairs = [(previous, word) for ids in captions for previous, word in zip(ids, ids[1:])]
-    counts = torch.zeros(vocab_size * vocab_size)
-    if pairs:
-        index = torch.tensor(pairs)
-        counts = torch.bincount(index[:, 0] * vocab_size + index[:, 1], minlength=vocab_size * vocab_size).float()
-    counts = counts.view(vocab_size, vocab_size)
+    pairs = torch.tensor([(previous, word) for ids in captions for previous, word in zip(ids, ids[1:])],
+                         dtype=torch.long).view(-1, 2)
+    counts = torch.bincount(pairs[:, 0] * vocab_size + pairs[:, 1], minlength=vocab_size * vocab_size)
+    counts = counts.float().view(vocab_size, vocab_size)
     log_prior = torch.zeros(vocab_size, vocab_size)
     for group in groups:
         block = counts[:, group] + smoothing
