@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from captioner import Captioner
-from captioner.data.build_synthetic import synthetic_dataset
+from captioner.synthetic.dataset import synthetic_dataset
 from captioner.data.dataset import ImageDataset
 from captioner.data.formats import split_records
 from captioner.decoding import DecodeOptions

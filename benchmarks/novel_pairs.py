@@ -16,10 +16,10 @@ from collections import Counter
 import torch
 
 from captioner import Captioner
-from captioner.data.build_synthetic import synthetic_dataset
+from captioner.synthetic.dataset import synthetic_dataset
 from captioner.data.formats import split_records
 from captioner.data.images import load_image
-from captioner.data.synthetic import SHAPE_WORDS, Scene, caption_matches_scene
+from captioner.synthetic.scenes import SHAPE_WORDS, Scene, caption_matches_scene
 
 
 def main() -> None:
@@ -35,11 +35,11 @@ def main() -> None:
     captions = captioner.caption_tensors(pixels)  # the images decoded once, above
     count, detector_right, caption_right = Counter(), Counter(), Counter()
     for record, probs, caption in zip(singles, word_probs, captions):
-        kind = "novel" if record.attributes.get("novel") else "seen"
+        kind = "novel" if record.extra["attributes"].get("novel") else "seen"
         score = {shape: max(probs[index[w]].item() for w in words) for shape, words in SHAPE_WORDS.items()}
         count[kind] += 1
-        detector_right[kind] += max(score, key=score.get) == record.attributes["objects"][0]["shape"]
-        caption_right[kind] += caption_matches_scene(caption, Scene.from_json(record.attributes))
+        detector_right[kind] += max(score, key=score.get) == record.extra["attributes"]["objects"][0]["shape"]
+        caption_right[kind] += caption_matches_scene(caption, Scene.from_json(record.extra["attributes"]))
     print(f"{args.checkpoint}: single-object test images\n")
     print("| pairs | images | word head rates the right shape highest | caption right |\n|---|---|---|---|")
     for kind in ("seen", "novel"):

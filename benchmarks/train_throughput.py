@@ -21,10 +21,10 @@ from omegaconf import OmegaConf
 
 from captioner.api import Captioner
 from captioner.cli.common import CONFIG_PATH, typed
-from captioner.data.build_synthetic import synthetic_dataset
+from captioner.synthetic.dataset import synthetic_dataset
 from captioner.data.formats import split_records
 from captioner.data.transforms import Preprocess
-from captioner.models.captioner import CaptionModel
+from captioner.models.model import CaptionModel
 from captioner.training import Trainer, TrainerConfig
 from captioner.vocab import Vocabulary
 

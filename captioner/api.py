@@ -1,4 +1,8 @@
-"""The one way in: ``Captioner.load(path).caption(images)``, used by the CLIs and the Python API."""
+"""The one way in: ``Captioner.load(path).caption(images)``, used by the CLIs and the Python API.
+
+Every captioning method takes the decoding options the same way, as keyword arguments of
+:class:`~captioner.decoding.DecodeOptions` (``beam_size=3``, ``strategy="sample"`` ...).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from captioner.data.images import load_image
 from captioner.data.transforms import Preprocess
 from captioner.decoding import DecodeOptions, decode
 from captioner.errors import ImageError
-from captioner.models.captioner import CaptionModel, load_checkpoint, model_from_checkpoint, save_checkpoint
+from captioner.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from captioner.models.model import CaptionModel
 from captioner.vocab import Vocabulary
 
 ImageInput = str | Path | Image.Image
@@ -53,29 +58,25 @@ class Captioner:
         save_checkpoint(path, self.model, self.vocab.words, self.preprocess.to_dict(), step,
                         max_length=self.max_length, **training_state)
 
-    def caption(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 1, batch_size: int = 32,
-                **decode) -> list[str]:
-        """The best caption for each image path or PIL image; a file that cannot be read raises ImageError.
+    def caption(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32, **decode) -> list[str]:
+        """The best caption for each image path or PIL image; a file that cannot be read raises ImageError."""
+        return [candidates[0][0] for candidates in self.caption_candidates(images, batch_size, **decode)]
 
-        ``decode`` takes the other :class:`DecodeOptions` (``length_penalty=0.7``, ``strategy="sample"``...).
-        """
-        return [candidates[0][0] for candidates in self.caption_candidates(images, beam_size, batch_size, **decode)]
-
-    def caption_candidates(self, images: ImageInput | Sequence[ImageInput], beam_size: int = 1, batch_size: int = 32,
+    def caption_candidates(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32,
                            **decode) -> list[list[tuple[str, float]]]:
-        """``decode["num_captions"]`` captions per image, best first, each with its log-probability."""
+        """``num_captions`` captions per image, best first, each with its log-probability."""
         if isinstance(images, (str, Path, Image.Image)):
             images = [images]
-        options = DecodeOptions(beam_size=beam_size, **decode)
+        options = DecodeOptions(**decode)
         results: list[list[tuple[str, float]]] = []
         for start in range(0, len(images), batch_size):
             batch = [self.transform(load_image(image)) for image in images[start : start + batch_size]]
-            results += self.decode_tensors(torch.stack(batch), options)
+            results += self._decode(torch.stack(batch), options)
         return results
 
-    def caption_files(self, paths: Iterable[str | Path], options: DecodeOptions = DecodeOptions(),
-                      batch_size: int = 32) -> Iterator[CaptionResult]:
+    def caption_files(self, paths: Iterable[str | Path], batch_size: int = 32, **decode) -> Iterator[CaptionResult]:
         """Caption many files lazily, in their order; unreadable ones come back with ``error`` set."""
+        options = DecodeOptions(**decode)
         pending: list[tuple[str, torch.Tensor | ImageError]] = []
         for path in paths:
             try:
@@ -90,7 +91,7 @@ class Captioner:
     def _caption_pending(self, pending: list[tuple[str, torch.Tensor | ImageError]],
                          options: DecodeOptions) -> Iterator[CaptionResult]:
         images = [item for _, item in pending if isinstance(item, torch.Tensor)]
-        results = iter(self.decode_tensors(torch.stack(images), options) if images else [])
+        results = iter(self._decode(torch.stack(images), options) if images else [])
         for path, item in pending:
             if isinstance(item, ImageError):
                 yield CaptionResult(path, error=item.reason)
@@ -98,20 +99,21 @@ class Captioner:
                 candidates = next(results)
                 yield CaptionResult(path, candidates[0][0], candidates[0][1], candidates)
 
-    def caption_tensors(self, pixels: torch.Tensor, options: DecodeOptions = DecodeOptions()) -> list[str]:
+    def caption_tensors(self, pixels: torch.Tensor, **decode) -> list[str]:
         """The best caption for each preprocessed image (B, 3, S, S)."""
-        return [candidates[0][0] for candidates in self.decode_tensors(pixels, options)]
+        return [candidates[0][0] for candidates in self.decode_tensors(pixels, **decode)]
+
+    def decode_tensors(self, pixels: torch.Tensor, **decode) -> list[list[tuple[str, float]]]:
+        """Preprocessed images (B, 3, S, S) -> per image, ``num_captions`` (caption, log-prob) pairs."""
+        return self._decode(pixels, DecodeOptions(**decode))
 
     @torch.inference_mode()
-    def decode_tensors(self, pixels: torch.Tensor,
-                       options: DecodeOptions = DecodeOptions()) -> list[list[tuple[str, float]]]:
-        """Preprocessed images (B, 3, S, S) -> per image, ``options.num_captions`` (caption, log-prob) pairs."""
+    def _decode(self, pixels: torch.Tensor, options: DecodeOptions) -> list[list[tuple[str, float]]]:
         was_training = self.model.training
         self.model.eval()
         features = self.model.encoder(pixels.to(self.device))  # (B, F)
         vocab = self.vocab
         banned = [vocab.pad, vocab.bos] + ([vocab.unk] if options.suppress_unk else [])
-        with self.model.decoder.decoding_with_class_lm_weight(options.class_lm_weight):
-            hypotheses = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, options, self.max_length)
+        hypotheses = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, options, self.max_length)
         self.model.train(was_training)
         return [[(vocab.decode(h.tokens), h.log_prob) for h in image] for image in hypotheses]

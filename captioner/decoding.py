@@ -1,7 +1,9 @@
-"""Caption search over any decoder with ``initial_state(features)`` and ``step(tokens, state)``.
+"""Caption search over any decoder with ``initial_state(features)`` and ``step(tokens, state, **options)``.
 
 Batched beam search (beam size 1 is greedy decoding) and sampling. Every image and every beam
-lives in one tensor row, so a batch of images is searched with one decoder step per word.
+lives in one tensor row, so a batch of images is searched with one decoder step per word. The
+state is the decoder's own business: a search only asks it to ``reorder(index)`` its rows for the
+beams and to ``repeat_interleave(k)`` them (as fairseq's ``reorder_incremental_state``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class DecodeOptions:
     top_k: int = 0  # sampling only: keep the k most likely words (0: all)
     top_p: float = 1.0  # sampling only: keep the smallest set of words with this much probability
     seed: int | None = 0  # sampling only: None draws a fresh seed
-    class_lm_weight: float | None = None  # models with word classes: overrides the decoder's decoding_class_lm_weight
+    class_lm_weight: float | None = None  # the word-class head's decoding weight (None: the checkpoint's)
 
     def __post_init__(self):
         checks = [
@@ -62,16 +64,17 @@ def decode(decoder, features: torch.Tensor, bos: int, eos: int, banned: list[int
            options: DecodeOptions, max_length: int) -> list[list[Hypothesis]]:
     """``options.num_captions`` hypotheses per image, best first."""
     length = options.max_length or max_length
+    step_options = {} if options.class_lm_weight is None else {"class_lm_weight": options.class_lm_weight}
     if options.strategy == "sample":
         generator = torch.Generator(features.device)
         generator.manual_seed(options.seed if options.seed is not None else torch.seed())
         repeated = features.repeat_interleave(options.num_captions, dim=0)  # (B * R, F)
         tokens, log_probs = sample(decoder, repeated, bos, eos, length, options.temperature, options.top_k,
-                                   options.top_p, banned, generator)
+                                   options.top_p, banned, generator, step_options)
         tokens, log_probs = tokens.unflatten(0, (-1, options.num_captions)), log_probs.view(-1, options.num_captions)
     else:
         tokens, log_probs, _ = beam_search(decoder, features, bos, eos, length, options.beam_size,
-                                           options.length_penalty, options.no_repeat_ngram_size, banned)
+                                           options.length_penalty, options.no_repeat_ngram_size, banned, step_options)
         tokens, log_probs = tokens[:, : options.num_captions], log_probs[:, : options.num_captions]
     return [[Hypothesis(_words(row, eos), lp) for row, lp in zip(rows, lps)]
             for rows, lps in zip(tokens.tolist(), log_probs.tolist())]
@@ -83,16 +86,18 @@ def _words(tokens: list[int], eos: int) -> list[int]:
 
 @torch.no_grad()
 def beam_search(decoder, features: torch.Tensor, bos: int, eos: int, max_length: int, beam_size: int = 3,
-                length_penalty: float = 0.0, no_repeat_ngram_size: int = 0, banned: list[int] = ()
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                length_penalty: float = 0.0, no_repeat_ngram_size: int = 0, banned: list[int] = (),
+                step_options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """features (B, F) -> tokens (B, K, T), log-probs (B, K) and scores (B, K), best beam first.
+
+    ``step_options`` go to every ``decoder.step`` (e.g. a head's decoding weight).
 
     A finished beam stays in the beam with its score frozen (its only continuation is <eos>
     at no cost), so the search ends when every beam of every image has finished, or after
     ``max_length`` words: then the unfinished beams are returned, ranked like the rest.
     """
     batch, beams, device = features.shape[0], beam_size, features.device
-    state = tuple(s.repeat_interleave(beams, dim=1) for s in decoder.initial_state(features))  # each (L, B*K, H)
+    state = decoder.initial_state(features).repeat_interleave(beams)  # B*K rows
     history = torch.full((batch * beams, 0), bos, dtype=torch.long, device=device)  # (B*K, t)
     last = torch.full((batch * beams,), bos, dtype=torch.long, device=device)  # (B*K,)
     log_probs = torch.full((batch, beams), NEG_INF, device=device)
@@ -103,7 +108,7 @@ def beam_search(decoder, features: torch.Tensor, bos: int, eos: int, max_length:
     scores = log_probs.view(batch, beams)
     rows = torch.arange(batch, device=device).unsqueeze(1) * beams  # (B, 1): first row of each image
     for _ in range(max_length):
-        logits, state = decoder.step(last, state)  # (B*K, V)
+        logits, state = decoder.step(last, state, **(step_options or {}))  # (B*K, V)
         step_log_probs = logits.float().log_softmax(dim=-1)  # (B*K, V)
         vocab_size = step_log_probs.shape[1]
         if banned:
@@ -122,7 +127,7 @@ def beam_search(decoder, features: torch.Tensor, bos: int, eos: int, max_length:
         history = torch.cat([history[source], last.unsqueeze(1)], dim=1)  # (B*K, t+1)
         lengths = new_lengths[source]
         finished = finished[source] | (last == eos)
-        state = tuple(s[:, source] for s in state)
+        state = state.reorder(source)
         if finished.all():
             break
     return history.view(batch, beams, -1), log_probs.view(batch, beams), scores
@@ -147,8 +152,8 @@ def repeated_ngrams(history: torch.Tensor, n: int, vocab_size: int) -> torch.Ten
 
 @torch.no_grad()
 def sample(decoder, features: torch.Tensor, bos: int, eos: int, max_length: int, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0, banned: list[int] = (), generator: torch.Generator | None = None
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+           top_k: int = 0, top_p: float = 1.0, banned: list[int] = (), generator: torch.Generator | None = None,
+           step_options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """features (B, F) -> sampled tokens (B, T) and the model's log-probability of each (B,)."""
     batch, device = features.shape[0], features.device
     state = decoder.initial_state(features)
@@ -157,7 +162,7 @@ def sample(decoder, features: torch.Tensor, bos: int, eos: int, max_length: int,
     log_probs = torch.zeros(batch, device=device)
     outputs = []
     for _ in range(max_length):
-        logits, state = decoder.step(last, state)  # (B, V)
+        logits, state = decoder.step(last, state, **(step_options or {}))  # (B, V)
         logits = logits.float()
         if banned:
             logits[:, banned] = NEG_INF

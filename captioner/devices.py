@@ -21,8 +21,8 @@ def resolve_device(name: str) -> torch.device:
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The mixed-precision type for this device, or None where it would not pay.
 
-    On a 2-core AMD EPYC with avx512_bf16, bf16 autocast trained the demo model 1.9x faster
-    with channels_last (1.4x without); CPUs without native bf16 emulate it slowly.
+    On a CPU bf16 pays only where the CPU has it natively (avx512_bf16 / AMX); elsewhere it is
+    emulated, slowly. Figures: benchmarks/README.md, "train_throughput.py".
     """
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

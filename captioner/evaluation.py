@@ -1,14 +1,30 @@
-"""Decoding a split and scoring the captions."""
+"""Decoding a split and scoring it: the coco-caption metrics plus the scorers a dataset brings."""
 
 from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
 
 from torch.utils.data import DataLoader
 
 from captioner.api import Captioner
 from captioner.data.dataset import ImageDataset
-from captioner.data.formats import ImageRecord
+from captioner.data.formats import ImageRecord, read_coco_references, read_coco_results, split_records
 from captioner.decoding import DecodeOptions
-from captioner.metrics import attribute_accuracy, coco_caption_metrics
+from captioner.errors import CaptionerError
+from captioner.io import write_json
+from captioner.metrics import coco_caption_metrics
+
+
+class Scorer(Protocol):
+    """A dataset's own score (e.g. the synthetic data's attribute accuracy): captions and the
+    records they caption, in the same order -> named figures (higher is better). ``data.scorers``
+    lists them for a data config; training's validation and every evaluation report them."""
+
+    def __call__(self, captions: list[str], records: list[ImageRecord]) -> dict[str, float]: ...
 
 
 def caption_records(captioner: Captioner, records: list[ImageRecord], options: DecodeOptions = DecodeOptions(),
@@ -16,29 +32,67 @@ def caption_records(captioner: Captioner, records: list[ImageRecord], options: D
     loader = DataLoader(ImageDataset(records, captioner.transform), batch_size=batch_size)
     captions: list[str] = []
     for pixels in loader:
-        captions += captioner.caption_tensors(pixels, options)
+        captions += captioner.caption_tensors(pixels, **asdict(options))
     return captions
 
 
-def score_captions(captions: list[str], records: list[ImageRecord],
-                   text_metrics: dict | None = None) -> dict[str, float]:
+def score_captions(captions: list[str], records: list[ImageRecord], text_metrics: dict | None = None,
+                   scorers: Sequence[Scorer] = ()) -> dict[str, float]:
     """The coco-caption metrics (``text_metrics``: their options, None: skip) against the records'
-    references, and attribute accuracy where the records carry synthetic ground truth (overall, seen, novel)."""
+    references, then each of ``scorers``' figures."""
     scores: dict[str, float] = {}
     if text_metrics is not None:  # keyed by position: image ids need not be unique across a split file
         scores |= coco_caption_metrics(dict(enumerate(r.captions for r in records)), dict(enumerate(captions)),
                                        **text_metrics)
-    if not records or any(r.attributes is None for r in records):
-        return scores
-    scores["attribute_accuracy"] = attribute_accuracy(captions, [r.attributes for r in records])
-    for name, wanted in (("seen", False), ("novel", True)):
-        chosen = [(c, r.attributes) for c, r in zip(captions, records) if bool(r.attributes.get("novel")) == wanted]
-        if chosen and any(r.attributes.get("novel") for r in records):
-            scores[f"attribute_accuracy_{name}"] = attribute_accuracy(*map(list, zip(*chosen)))
+    for scorer in scorers:
+        scores |= scorer(captions, records)
     return scores
 
 
 def evaluate_records(captioner: Captioner, records: list[ImageRecord], options: DecodeOptions = DecodeOptions(),
-                     batch_size: int = 64, text_metrics: dict | None = None) -> tuple[dict[str, float], list[str]]:
+                     batch_size: int = 64, text_metrics: dict | None = None,
+                     scorers: Sequence[Scorer] = ()) -> tuple[dict[str, float], list[str]]:
     captions = caption_records(captioner, records, options, batch_size)
-    return score_captions(captions, records, text_metrics), captions
+    return score_captions(captions, records, text_metrics, scorers), captions
+
+
+def evaluate_model(captioner: Captioner, records: list[ImageRecord], out_dir: str | Path, split: str = "test",
+                   decode: DecodeOptions = DecodeOptions(), batch_size: int = 64, text_metrics: dict | None = None,
+                   scorers: Sequence[Scorer] = ()) -> dict:
+    """Caption ``split`` with the model; write predictions.json (COCO results format) and metrics.json."""
+    records = split_records(records, split)
+    print(f"captioning {len(records)} {split} images", file=sys.stderr)
+    scores, captions = evaluate_records(captioner, records, decode, batch_size, text_metrics or {}, scorers)
+    write_json(Path(out_dir) / "predictions.json",
+               [{"image_id": r.image_id, "caption": c} for r, c in zip(records, captions)])
+    return _finish(out_dir, scores | {"num_images": len(records)})
+
+
+def evaluate_files(predictions: str | Path, references: str | Path, out_dir: str | Path,
+                   text_metrics: dict | None = None) -> dict:
+    """Score a COCO results file against COCO caption annotations, as coco-caption does."""
+    predicted = read_coco_results(predictions)
+    refs = read_coco_references(references)
+    unknown = [image for image in predicted if image not in refs]
+    if unknown:
+        raise CaptionerError(f"{predictions}: {len(unknown)} image ids are not in {references} (e.g. {unknown[0]})")
+    if len(predicted) < len(refs):
+        print(f"note: scoring the {len(predicted)} of {len(refs)} reference images that have a prediction",
+              file=sys.stderr)
+    scores = coco_caption_metrics(refs, predicted, **(text_metrics or {}))
+    return _finish(out_dir, scores | {"num_images": len(predicted)})
+
+
+def _finish(out_dir: str | Path, metrics: dict) -> dict:
+    metrics = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
+    write_json(Path(out_dir) / "metrics.json", metrics)
+    print(format_table(metrics))
+    print(f"wrote {Path(out_dir) / 'metrics.json'}", file=sys.stderr)
+    return metrics
+
+
+def format_table(metrics: dict) -> str:
+    width = max(len(k) for k in metrics)
+    return "\n".join([f"{'metric':<{width}}  value", f"{'-' * width}  ------"] +
+                     [f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
+                      for k, v in metrics.items()])

@@ -1,4 +1,4 @@
-"""Caption metrics: the coco-caption scores (through ``pycocoevalcap``) and synthetic attribute accuracy."""
+"""Caption metrics: the coco-caption scores (BLEU, METEOR, ROUGE-L, CIDEr-D), through ``pycocoevalcap``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 
-from captioner.data.synthetic import Scene, caption_matches_scene
 from captioner.errors import CaptionerError
 
 COCO_METRICS = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
@@ -90,16 +89,3 @@ def _spice(gts: dict, res: dict) -> float:
         raise CaptionerError(f"SPICE failed ({type(error).__name__}: {error}); run without metrics.spice") from None
     return score
 
-
-def attribute_accuracy(captions: list[str], attributes: list[dict]) -> float:
-    """Fraction of captions naming every object (colour and shape) and relation right.
-
-    ``attributes`` are synthetic scenes' ground truth (``Scene.to_json()``); synonyms and
-    either word order ("A left of B" / "B right of A") count as right.
-    """
-    if len(captions) != len(attributes):
-        raise ValueError(f"{len(captions)} captions for {len(attributes)} scenes")
-    if not captions:
-        return 0.0
-    right = sum(caption_matches_scene(c, Scene.from_json(a)) for c, a in zip(captions, attributes))
-    return right / len(captions)

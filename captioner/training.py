@@ -1,10 +1,12 @@
 """The training loop: teacher forcing, Adam, clipping, warmup + cosine schedule, resumable.
 
+``model.pt`` is the model of the epoch whose validation figure named by ``monitor`` was best
+(as Lightning's ``ModelCheckpoint(monitor=..., mode=...)``). Validation computes the
+teacher-forced loss, and decodes the split only when a scorer will score the captions.
+
 With ``ema_decay > 0`` validation and ``model.pt`` use an exponential moving average of the
 weights (Polyak averaging, as timm's ModelEmaV2; here torch's ``swa_utils``), which the steps never
-touch: on the demo recipe it smoothed the validation loss (0.528 vs 0.610 at the end) and raised
-validation attribute accuracy 0.858 -> 0.892 (seed 1: 0.850 -> 0.908) for about 6% more time per
-step (benchmarks/README.md, session 8).
+touch; its cost and gain: benchmarks/README.md, "The demo recipe".
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import csv
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,9 +33,9 @@ from captioner.data.dataset import CaptionDataset, EpochSampler, collate_caption
 from captioner.data.formats import ImageRecord
 from captioner.devices import autocast_dtype, resolve_device
 from captioner.errors import CaptionerError
-from captioner.evaluation import evaluate_records
+from captioner.checkpoint import load_checkpoint
+from captioner.evaluation import Scorer, evaluate_records
 from captioner.io import atomic_open
-from captioner.models.captioner import load_checkpoint
 
 LAST, BEST, CURVE = "last.pt", "model.pt", "training_curve.csv"
 
@@ -53,13 +56,19 @@ class TrainerConfig:
     num_workers: int = 0
     cache_images: bool = False  # keep preprocessed images in memory after their first decode (num_workers 0)
     amp: bool = True  # mixed precision: bf16 (or fp16) on CUDA, bf16 on CPUs with native bf16
-    channels_last: bool = True  # conv memory layout; 1.36x faster training on this project's CPU
+    channels_last: bool = True  # conv memory layout (faster with autocast; benchmarks/README.md)
     val_batch_size: int = 128
     captions_per_image: str = "all"  # all: every reference per image and step; one: one per epoch
     word_loss_weight: float = 1.0  # auxiliary loss: predict the captions' words from the image (0: off)
     strategy: str = "single"  # single | ddp (under torchrun; batch_size is then the global batch)
     finetune_after_epochs: int | None = None  # a frozen encoder (model.encoder.freeze) trains from this epoch on
     ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
+    monitor: str = "val_loss"  # the validation figure that chooses model.pt (val_loss, or val_ + a scorer's name)
+    monitor_mode: str = "min"  # min | max: whether lower or higher is better
+
+    def __post_init__(self):
+        if self.monitor_mode not in ("min", "max"):
+            raise CaptionerError(f"trainer.monitor_mode must be min or max, got {self.monitor_mode!r}")
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -74,9 +83,12 @@ class Trainer:
     """Trains ``captioner.model`` in place; writes last.pt, model.pt and the curve to ``out_dir``."""
 
     def __init__(self, captioner: Captioner, train_records: list[ImageRecord], val_records: list[ImageRecord],
-                 config: TrainerConfig, out_dir: str | Path, seed: int = 0):
+                 config: TrainerConfig, out_dir: str | Path, seed: int = 0, scorers: Sequence[Scorer] = ()):
         self.captioner, self.config, self.out_dir, self.seed = captioner, config, Path(out_dir), seed
-        self.val_records = val_records
+        self.val_records, self.scorers = val_records, list(scorers)
+        if config.monitor != "val_loss" and not self.scorers:
+            raise CaptionerError(f"trainer.monitor={config.monitor}: without scorers (data.scorers) validation "
+                                 "reports only val_loss")
         self.rank, self.world, self.device = distributed.init(config.strategy, resolve_device(config.device))
         if config.batch_size % self.world:
             raise CaptionerError(f"trainer.batch_size={config.batch_size} must divide over {self.world} processes")
@@ -117,7 +129,7 @@ class Trainer:
         self.scored = (Captioner(self.averaged.module, captioner.vocab, captioner.preprocess, self.device,
                                  captioner.max_length) if self.averaged else captioner)
         self.step = self.epoch = self.batch_in_epoch = 0
-        self.best_score: float | None = None
+        self.best_score: float | None = None  # the monitored figure, negated for mode min: higher is better
         self.curve: list[dict] = []
 
     # --- the loop --------------------------------------------------------------------------
@@ -225,7 +237,7 @@ class Trainer:
         self.curve.append(row)
         print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
               file=sys.stderr)
-        score = row.get("val_attribute_accuracy", -row["val_loss"])
+        score = self._monitored(row)
         if self.best_score is None or score > self.best_score:
             self.best_score = score
             self.scored.save(self.out_dir / BEST, step=self.step)
@@ -236,9 +248,16 @@ class Trainer:
             writer.writerows(self.curve)
         distributed.barrier()
 
+    def _monitored(self, row: dict) -> float:
+        name = self.config.monitor
+        if name not in row:
+            reported = ", ".join(k for k in row if k.startswith("val_"))
+            raise CaptionerError(f"trainer.monitor={name}: validation reports {reported}")
+        return row[name] if self.config.monitor_mode == "max" else -row[name]
+
     @torch.no_grad()
     def validate(self) -> dict:
-        """Teacher-forced loss and greedy-decoded scores on the validation split."""
+        """Teacher-forced loss and, when there are scorers, their figures on greedy captions of the validation split."""
         model = self.scored.model.eval()
         total, count = 0.0, 0
         for pixels, tokens, image_index, _ in self._loader(self.val_dataset):
@@ -249,7 +268,10 @@ class Trainer:
             words = (targets != self.captioner.vocab.pad).sum().item()
             total += self.loss_fn(logits.flatten(0, 1).float(), targets.flatten()).item() * words
             count += words
-        scores, _ = evaluate_records(self.scored, self.val_records, batch_size=self.config.val_batch_size)
+        scores = {}
+        if self.scorers:
+            scores, _ = evaluate_records(self.scored, self.val_records, batch_size=self.config.val_batch_size,
+                                         scorers=self.scorers)
         return {"val_loss": round(total / max(1, count), 4)} | {f"val_{k}": round(v, 4) for k, v in scores.items()}
 
     def _save_last(self) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from captioner.data.build_synthetic import synthetic_dataset
+from captioner.recipe import train
+from captioner.synthetic.dataset import synthetic_dataset
 from captioner.training import TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,10 +44,8 @@ def tiny_records(tiny_data_root):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_records, tmp_path_factory) -> Path:
-    from captioner.cli.train import run
-
     out_dir = tmp_path_factory.mktemp("run")
-    run(tiny_records, out_dir, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_steps=3), image_size=32, test_split=None)
+    train(tiny_records, out_dir, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_steps=3), image_size=32, test_split=None)
     return out_dir / "model.pt"
 
 

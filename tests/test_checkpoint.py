@@ -1,11 +1,13 @@
+import json
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
 
 from captioner import Captioner, CaptionerError
-from captioner.models.captioner import CHECKPOINT_VERSION, load_checkpoint
+from captioner.checkpoint import CHECKPOINT_VERSION, load_checkpoint
 
 
 def test_round_trip_gives_identical_weights_and_captions(tiny_checkpoint, tiny_records, tmp_path):
@@ -74,3 +76,34 @@ def test_plain_pickle_file_is_refused(tmp_path):
     path.write_bytes(pickle.dumps({"a": {1, 2}}))
     with pytest.raises(CaptionerError, match=str(path)):
         Captioner.load(path)
+
+
+VERSION_2 = Path(__file__).parent / "fixtures" / "v2"
+
+
+@pytest.mark.parametrize("variant, head", [("word_classes", "word_classes"), ("plain_lstm", "plain")])
+def test_a_version_2_checkpoint_loads_and_captions_as_the_code_that_wrote_it(variant, head):
+    expected = json.loads((VERSION_2 / "v2_expected.json").read_text())
+    images = [VERSION_2 / "images" / name for name in expected["images"]]
+    payload = load_checkpoint(VERSION_2 / f"v2_{variant}.pt")
+    assert payload["version"] == CHECKPOINT_VERSION and payload["model_args"]["decoder"]["head"]["name"] == head
+    captioner = Captioner.load(VERSION_2 / f"v2_{variant}.pt")
+    runs = expected["expected"][variant]
+    assert len(runs["settings"]) >= 3
+    for name, settings in runs["settings"].items():
+        got = captioner.caption_candidates(images, **settings)
+        assert [[c for c, _ in image] for image in got] == [[c for c, _ in image] for image in runs[name]], name
+        assert torch.allclose(torch.tensor([[lp for _, lp in image] for image in got]),
+                              torch.tensor([[lp for _, lp in image] for image in runs[name]]), atol=1e-5), name
+
+
+def test_the_word_class_settings_of_version_2_become_the_head(tmp_path):
+    payload = load_checkpoint(VERSION_2 / "v2_word_classes.pt")
+    head = payload["model_args"]["decoder"]["head"]
+    assert head | {"groups": None} == {"name": "word_classes", "groups": None, "lm_weight": 0.3,
+                                       "decoding_lm_weight": 0.05, "pointer": True}
+    assert not any(key.startswith("class_") or key == "word_classes" for key in payload["model_args"]["decoder"])
+    weights = payload["state_dict"]
+    assert "decoder.head.pointer_scale" in weights and "decoder.pointer_scale" not in weights
+    Captioner.load(VERSION_2 / "v2_word_classes.pt").save(tmp_path / "v3.pt")  # saved again: today's version
+    assert torch.load(tmp_path / "v3.pt", weights_only=True)["version"] == CHECKPOINT_VERSION

@@ -4,13 +4,15 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from captioner.cli.common import CONFIG_PATH
-from captioner.data.synthetic import COLOUR_WORDS, SHAPE_WORDS
-from captioner.models.captioner import CaptionModel
+from captioner.cli.common import CONFIG_PATH, data_scorers, instantiate_records
+from captioner.models.model import CaptionModel
+from captioner.models.word_classes import with_word_ids
+from captioner.synthetic.scenes import COLOUR_WORDS, SHAPE_WORDS
+from captioner.synthetic.scoring import AttributeAccuracy
 from captioner.training import TrainerConfig
+from captioner.vocab import Vocabulary
 
 PRIMARY = sorted(p.stem for p in Path(CONFIG_PATH).glob("*.yaml"))
 
@@ -27,26 +29,41 @@ def test_primary_config_composes(name):
     OmegaConf.to_container(cfg, resolve=False)
 
 
-def test_train_config_builds_trainer_and_every_decoder_cell():
+DEMO_WORDS = [sum(COLOUR_WORDS.values(), []), sum(SHAPE_WORDS.values(), [])]
+
+
+@pytest.mark.parametrize("overrides", [[], ["experiment=demo"]])
+def test_train_config_builds_trainer_and_every_decoder_cell(overrides):
+    vocab = Vocabulary.build([" ".join(sum(DEMO_WORDS, []))])
     for cell in ("lstm", "gru", "rnn"):
-        cfg = compose_config("train", [f"model/decoder={cell}", "experiment=demo"])
+        cfg = compose_config("train", [*overrides, f"model/decoder={cell}"])
         TrainerConfig(**cfg.trainer)
-        decoder = OmegaConf.to_container(cfg.model.decoder) | {"word_classes": [[1, 2], [3, 4]]}  # ids, as run() adds
-        model = CaptionModel(10, OmegaConf.to_container(cfg.model.encoder), decoder)
+        decoder = OmegaConf.to_container(cfg.model.decoder)
+        decoder["head"] = with_word_ids(decoder["head"], vocab)  # as training does
+        model = CaptionModel(len(vocab), OmegaConf.to_container(cfg.model.encoder), decoder)
         assert model.args["decoder"]["cell"] == cell
 
 
-def test_demo_word_classes_are_the_synthetic_colour_and_shape_words():
-    cfg = compose_config("train", ["experiment=demo"])
-    assert OmegaConf.to_container(cfg.model.word_classes) == [sum(COLOUR_WORDS.values(), []),
-                                                              sum(SHAPE_WORDS.values(), [])]
+def test_the_decoder_head_is_plain_unless_chosen_and_the_demo_names_the_synthetic_words():
+    assert OmegaConf.to_container(compose_config("train").model.decoder.head) == {"name": "plain"}
+    head = compose_config("train", ["experiment=demo"]).model.decoder.head
+    assert head.name == "word_classes" and OmegaConf.to_container(head.words) == DEMO_WORDS
+    assert head.pointer and head.logit_adjustment
+    chosen = compose_config("train", ["model/decoder/head=word_classes"]).model.decoder.head
+    assert chosen.name == "word_classes" and list(chosen.words) == []
 
 
-def test_data_target_instantiates(tmp_path):
+def test_data_target_instantiates_with_its_scorers(tmp_path):
     cfg = compose_config("train", [f"data.root={tmp_path / 'syn'}", "data.num_train=6", "data.num_val=2",
                                    "data.num_test=2", "data.image_size=16"])
-    records = instantiate(cfg.data)
+    records = instantiate_records(cfg.data)
     assert len(records) == 10 and (tmp_path / "syn" / "dataset_synthetic.json").is_file()
+    assert [type(s) for s in data_scorers(cfg.data)] == [AttributeAccuracy]
+
+
+@pytest.mark.parametrize("name", ["coco", "csv", "flickr8k", "karpathy"])
+def test_real_data_configs_bring_no_scorers(name):
+    assert data_scorers(compose_config("train", [f"data={name}"]).data) == []
 
 
 def test_interactive_commands_do_not_litter_the_working_dir():

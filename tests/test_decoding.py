@@ -8,6 +8,7 @@ import torch
 from captioner.decoding import DecodeOptions, beam_search, decode, filter_top_k_top_p, repeated_ngrams, sample
 from captioner.errors import CaptionerError
 from captioner.models.decoder import Decoder
+from captioner.models.state import DecoderState
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 
@@ -22,7 +23,7 @@ class MarkovDecoder:
                 self.log_probs[last, word] = math.log(p)
 
     def initial_state(self, features):
-        return (torch.zeros(1, features.shape[0], 1),)  # (L, B, H): carries nothing
+        return DecoderState((torch.zeros(1, features.shape[0], 1),))  # (L, B, H): carries nothing
 
     def step(self, tokens, state):
         return self.log_probs[tokens], state
@@ -30,7 +31,9 @@ class MarkovDecoder:
 
 # the decoder's options that change what a search must carry along in the state
 STATE_VARIANTS = [{}, {"image_input_dim": 5}, {"image_input_dim": 5, "word_prior": True},
-                  {"image_input_dim": 5, "word_prior": True, "attention_dim": 4, "locations": 3}]
+                  {"image_input_dim": 5, "word_prior": True, "attention_dim": 4, "locations": 3},
+                  {"word_prior": True, "attention_dim": 4, "locations": 3,
+                   "head": {"name": "word_classes", "groups": [[4, 5, 6], [7, 8]], "pointer": True}}]
 
 
 def real_decoder(vocab_size=12, seed=0, **options) -> Decoder:

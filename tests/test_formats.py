@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from captioner.data.datasets import caption_csv, coco, flickr8k, karpathy
-from captioner.data.synthetic import describe_scene, render_scene, sample_scene
+from captioner.synthetic.scenes import describe_scene, render_scene, sample_scene
 from captioner.errors import CaptionerError
 from conftest import cli
 

@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from captioner.errors import CaptionerError
-from captioner.models.captioner import CaptionModel
+from captioner.models.model import CaptionModel
 from captioner.models.encoder import Encoder, encoder_preprocess, pretrained_weights
 from captioner.training import Trainer
 from conftest import TINY_DECODER, tiny_trainer

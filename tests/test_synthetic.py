@@ -3,7 +3,7 @@ import random
 import numpy as np
 import pytest
 
-from captioner.data.synthetic import (
+from captioner.synthetic.scenes import (
     NOVEL_COMBOS,
     Scene,
     caption_matches_scene,
@@ -77,17 +77,17 @@ def test_dataset_splits_and_generalisation_test(tiny_records):
     assert [len(v) for v in by_split.values()] == [48, 16, 20]
 
     def combos(record):
-        return {(o["colour"], o["shape"]) for o in record.attributes["objects"]}
+        return {(o["colour"], o["shape"]) for o in record.extra["attributes"]["objects"]}
 
     assert not any(combos(r) & NOVEL_COMBOS for r in by_split["train"])
     assert sum(bool(combos(r) & NOVEL_COMBOS) for r in by_split["val"]) == 2  # 15% of 16
     assert sum(bool(combos(r) & NOVEL_COMBOS) for r in by_split["test"]) == 3  # 15% of 20
-    assert all(bool(combos(r) & NOVEL_COMBOS) == r.attributes["novel"] for r in tiny_records)
+    assert all(bool(combos(r) & NOVEL_COMBOS) == r.extra["attributes"]["novel"] for r in tiny_records)
     assert all(r.path.is_file() and len(r.captions) == 5 for r in tiny_records)
 
 
 def test_dataset_is_reused_and_regenerated_when_settings_change(tiny_data_root, tiny_records):
-    from captioner.data.build_synthetic import synthetic_dataset
+    from captioner.synthetic.dataset import synthetic_dataset
 
     split_file = tiny_data_root / "dataset_synthetic.json"
     before = split_file.stat().st_mtime_ns

@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import cli
 
-from captioner.data.synthetic_video import synthetic_videos
+from captioner.synthetic.videos import synthetic_videos
 
 pytestmark = pytest.mark.slow
 

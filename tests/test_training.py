@@ -5,14 +5,16 @@ import pytest
 import torch
 from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
 
-from captioner import Captioner
-from captioner.cli.train import run
-from captioner.models.captioner import load_checkpoint
+from captioner import Captioner, CaptionerError
+from captioner.recipe import train
+from captioner.synthetic.scoring import AttributeAccuracy
+from captioner.checkpoint import load_checkpoint
 from captioner.training import Trainer, warmup_cosine
 
 
 def test_run_writes_checkpoints_curve_and_metrics(tiny_records, tmp_path):
-    metrics = run(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=2), image_size=32)
+    metrics = train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=2), image_size=32,
+                    scorers=[AttributeAccuracy()])
     assert {"last.pt", "model.pt", "metrics.json", "training_curve.csv"} <= {p.name for p in tmp_path.iterdir()}
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == metrics and 0.0 <= written["attribute_accuracy"] <= 1.0 and "attribute_accuracy_novel" in written
@@ -23,7 +25,7 @@ def test_run_writes_checkpoints_curve_and_metrics(tiny_records, tmp_path):
 
 
 def test_max_steps_stops_early(tiny_records, tmp_path):
-    run(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=5, max_steps=2), image_size=32,
+    train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=5, max_steps=2), image_size=32,
         test_split=None)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
 
@@ -32,7 +34,7 @@ def _train(records, out_dir, **overrides):
     torch.manual_seed(0)
     decoder = TINY_DECODER | {"dropout": 0.3, "num_layers": 2}  # dropout: the RNG state matters
     trainer = tiny_trainer(**{"max_epochs": 2, "checkpoint_every_steps": 4} | overrides)
-    run(records, out_dir, TINY_ENCODER, decoder, trainer, image_size=32, test_split=None)
+    train(records, out_dir, TINY_ENCODER, decoder, trainer, image_size=32, test_split=None)
     return load_checkpoint(out_dir / "last.pt")
 
 
@@ -71,7 +73,7 @@ def test_learning_rate_warms_up_then_decays():
 
 def test_optimizer_covers_every_parameter_once(tiny_records, tmp_path):
     from captioner.data.transforms import Preprocess
-    from captioner.models.captioner import CaptionModel
+    from captioner.models.model import CaptionModel
     from captioner.vocab import Vocabulary
 
     vocab = Vocabulary.build(c for r in tiny_records for c in r.captions)
@@ -107,32 +109,68 @@ def test_resuming_without_the_average_is_refused(tiny_records, tmp_path):
         _train(tiny_records, tmp_path, ema_decay=0.9, resume=True)
 
 
+WORDS = [["red", "violet", "blue"], ["circle", "disc"]]
+
+
 def test_class_pointer_and_logit_adjustment_train_and_are_saved(tiny_records, tmp_path):
-    decoder = TINY_DECODER | {"attention_dim": 8, "class_pointer": True}
     weights = {}
     for adjusted in (False, True):
-        run(tiny_records, tmp_path / str(adjusted), TINY_ENCODER, decoder, tiny_trainer(max_steps=2), image_size=32,
-            test_split=None, word_classes=[["red", "violet", "blue"], ["circle", "disc"]],
-            class_logit_adjustment=adjusted)
+        head = {"name": "word_classes", "words": WORDS, "pointer": True, "logit_adjustment": adjusted}
+        train(tiny_records, tmp_path / str(adjusted), TINY_ENCODER, TINY_DECODER | {"attention_dim": 8, "head": head},
+              tiny_trainer(max_steps=2), image_size=32, test_split=None)
         weights[adjusted] = load_checkpoint(tmp_path / str(adjusted) / "last.pt")["state_dict"]
     assert not torch.equal(weights[False]["decoder.out.weight"], weights[True]["decoder.out.weight"])  # it trained
-    assert not torch.equal(weights[True]["decoder.pointer_scale"], torch.ones(2))  # the pointer's scale learned
-    assert not any("class_prior" in key for key in weights[True])  # a training-only prior stays out of checkpoints
+    assert not torch.equal(weights[True]["decoder.head.pointer_scale"], torch.ones(2))  # the pointer's scale learned
+    assert not any("prior" in key for key in weights[True])  # a training-only prior stays out of checkpoints
     captioner = Captioner.load(tmp_path / "True" / "model.pt")
-    assert captioner.model.decoder.pointer_scale is not None and captioner.model.decoder.class_prior is None
+    assert captioner.model.decoder.head.pointer_scale is not None and captioner.model.decoder.head.prior is None
     assert captioner.caption([tiny_records[0].path])[0]
 
 
 def test_word_classes_are_trained_saved_and_used_by_name(tiny_records, tmp_path):
-    decoder = TINY_DECODER | {"word_prior": True, "decoding_class_lm_weight": 0.1}
-    run(tiny_records, tmp_path, TINY_ENCODER, decoder, tiny_trainer(max_steps=2), image_size=32, test_split=None,
-        word_classes=[["red", "violet", "blue"], ["circle", "disc"]])
+    head = {"name": "word_classes", "words": WORDS, "decoding_lm_weight": 0.1}
+    train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER | {"word_prior": True, "head": head},
+          tiny_trainer(max_steps=2), image_size=32, test_split=None)
     captioner = Captioner.load(tmp_path / "model.pt")
-    assert [[captioner.vocab.words[i] for i in group] for group in captioner.model.decoder.word_classes] == [
-        ["red", "violet", "blue"], ["circle", "disc"]]
-    assert captioner.model.decoder.decoding_class_lm_weight == 0.1
+    assert [[captioner.vocab.words[i] for i in group] for group in captioner.model.decoder.head.groups] == WORDS
+    assert captioner.model.decoder.head.decoding_lm_weight == 0.1
     image = [tiny_records[0].path]
     scores = {weight: captioner.caption_candidates(image, class_lm_weight=weight)[0][0][1]
               for weight in (None, 0.1, 5.0)}
     assert scores[None] == scores[0.1] != scores[5.0]  # decode.class_lm_weight overrides the checkpoint's, once
-    assert captioner.model.decoder.decoding_class_lm_weight == 0.1
+    assert captioner.model.decoder.head.decoding_lm_weight == 0.1
+
+
+class MadeUpFigures:
+    """A scorer whose figure for each validation is given in advance."""
+
+    def __init__(self, values):
+        self.values = iter(values)
+
+    def __call__(self, captions, records):
+        return {"made_up": next(self.values)}
+
+
+@pytest.mark.parametrize("mode, best_step", [("max", 12), ("min", 6)])
+def test_model_pt_is_the_epoch_best_by_the_monitored_figure(tiny_records, tmp_path, mode, best_step):
+    train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, image_size=32, test_split=None,
+          trainer=tiny_trainer(max_epochs=3, monitor="val_made_up", monitor_mode=mode),
+          scorers=[MadeUpFigures([0.2, 0.5, 0.3])])  # 6 steps an epoch: epoch 2 is best by max, epoch 1 by min
+    assert load_checkpoint(tmp_path / "model.pt")["step"] == best_step
+
+
+def test_validation_decodes_only_for_scorers_and_a_monitor_needs_them(tiny_records, tmp_path, monkeypatch):
+    decoded = []
+    real = Captioner.caption_tensors
+    monkeypatch.setattr(Captioner, "caption_tensors", lambda self, *a, **k: decoded.append(1) or real(self, *a, **k))
+    train(tiny_records, tmp_path / "plain", TINY_ENCODER, TINY_DECODER, tiny_trainer(), image_size=32, test_split=None)
+    assert decoded == []
+    rows = list(csv.DictReader((tmp_path / "plain" / "training_curve.csv").open()))
+    assert "val_loss" in rows[0] and not any(k.startswith("val_attribute") for k in rows[0])
+    with pytest.raises(CaptionerError, match="trainer.monitor=val_CIDEr: without scorers"):
+        train(tiny_records, tmp_path / "x", TINY_ENCODER, TINY_DECODER, tiny_trainer(monitor="val_CIDEr"),
+              image_size=32, test_split=None)
+    with pytest.raises(CaptionerError, match="trainer.monitor=val_CIDEr: validation reports val_loss, "
+                                             "val_attribute_accuracy"):
+        train(tiny_records, tmp_path / "y", TINY_ENCODER, TINY_DECODER, tiny_trainer(monitor="val_CIDEr"),
+              image_size=32, test_split=None, scorers=[AttributeAccuracy()])

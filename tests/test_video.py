@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from captioner import Captioner
-from captioner.data.synthetic import Scene, caption_matches_scene
-from captioner.data.synthetic_video import synthetic_videos
+from captioner.synthetic.scenes import Scene, caption_matches_scene
+from captioner.synthetic.videos import synthetic_videos
 from captioner.video.export import export_all, srt, webvtt
 from captioner.video.frames import VideoError, open_video, read_ahead, stream_frames
 from captioner.video.scoring import boundary_f1, cut_times

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -28,7 +29,7 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
     paths = expand_inputs(input, IMAGE_EXTENSIONS)
     captioner = Captioner.load(checkpoint, device=resolve_device(device))
     results: list[CaptionResult] = []
-    for result in captioner.caption_files(paths, decode, batch_size):
+    for result in captioner.caption_files(paths, batch_size, **asdict(decode)):
         results.append(result)
         if result.error:
             print(f"error: {result.path}: {result.error}", file=sys.stderr)

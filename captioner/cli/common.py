@@ -14,10 +14,14 @@ from pathlib import Path
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
+from captioner import distributed
+from captioner.data.formats import ImageRecord
 from captioner.errors import CaptionerError
+from captioner.evaluation import Scorer
 
 
 def _config_dir() -> Path:
@@ -52,6 +56,22 @@ def limit_threads_in_parallel_sweeps() -> None:
     jobs = hydra_config.launcher.n_jobs
     jobs = cores + 1 + jobs if jobs < 0 else jobs  # joblib: -1 means one per core
     torch.set_num_threads(max(1, cores // max(1, jobs)))
+
+
+def instantiate_records(data: DictConfig, once: bool = False) -> list[ImageRecord]:
+    """The records a ``data=`` config's ``_target_`` builds (its ``scorers`` aside). ``once``: under
+    DDP rank 0 builds them first (a generated dataset is made on first use), then the others read them."""
+    node = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k != "scorers"}
+    if not once:
+        return instantiate(node)
+    records = instantiate(node) if distributed.is_main() else None
+    distributed.barrier()
+    return records if records is not None else instantiate(node)
+
+
+def data_scorers(data: DictConfig) -> list[Scorer]:
+    """The dataset's own scorers: ``data.scorers``, a list of ``_target_`` nodes (none when absent)."""
+    return [instantiate(node) for node in data.get("scorers") or ()]
 
 
 def typed(cls: type, node: DictConfig | dict, key: str):

@@ -14,15 +14,23 @@ from captioner.errors import CaptionerError
 SPLITS = ("train", "val", "test")
 
 
+# The fields of a Karpathy split file's image entry that every such file has; the rest is kept in ImageRecord.extra.
+KARPATHY_FIELDS = frozenset({"filepath", "filename", "imgid", "cocoid", "split", "sentences", "sentids"})
+
+
 @dataclass
 class ImageRecord:
-    """One image with its reference captions, its split and (synthetic data) ground truth."""
+    """One image with its reference captions and its split.
+
+    ``extra`` holds what else the format says of the image (e.g. ground truth a dataset's own
+    scorers check captions against); general code never reads it.
+    """
 
     image_id: int
     path: Path
     captions: list[str]
     split: str
-    attributes: dict | None = field(default=None, repr=False)
+    extra: dict = field(default_factory=dict, repr=False)
 
 
 def read_karpathy(split_file: str | Path, image_dir: str | Path) -> list[ImageRecord]:
@@ -43,7 +51,8 @@ def read_karpathy(split_file: str | Path, image_dir: str | Path) -> list[ImageRe
         captions = [s.get("raw") or " ".join(s["tokens"]) for s in entry["sentences"]]
         path = image_dir / entry.get("filepath", "") / entry["filename"]
         image_id = entry.get("cocoid", entry.get("imgid", position))
-        records.append(ImageRecord(int(image_id), path, captions, split, entry.get("attributes")))
+        extra = {key: value for key, value in entry.items() if key not in KARPATHY_FIELDS}
+        records.append(ImageRecord(int(image_id), path, captions, split, extra))
     return records
 
 
@@ -126,9 +135,33 @@ def read_caption_csv(file: str | Path, image_dir: str | Path, val_fraction: floa
     return records
 
 
-def _read_json(path: Path, what: str, expected: str):
+def read_coco_results(path: str | Path) -> dict[int, str]:
+    """A COCO results file, ``[{"image_id": ..., "caption": ...}]``: one caption per image."""
+    data = _read_json(Path(path))
+    if not isinstance(data, list) or not all(isinstance(r, dict) and {"image_id", "caption"} <= r.keys() for r in data):
+        raise CaptionerError(f"{path}: not a COCO results file (a list of {{\"image_id\", \"caption\"}} objects)")
+    results: dict[int, str] = {}
+    for row in data:
+        if row["image_id"] in results:
+            raise CaptionerError(f"{path}: image {row['image_id']} has more than one caption")
+        results[row["image_id"]] = str(row["caption"])
+    return results
+
+
+def read_coco_references(path: str | Path) -> dict[int, list[str]]:
+    """COCO caption annotations, ``{"annotations": [{"image_id", "caption"}, ...]}``: the captions per image."""
+    data = _read_json(Path(path))
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise CaptionerError(f"{path}: not a COCO caption annotation file (no \"annotations\" list)")
+    references: dict[int, list[str]] = {}
+    for annotation in data["annotations"]:
+        references.setdefault(annotation["image_id"], []).append(annotation["caption"])
+    return references
+
+
+def _read_json(path: Path, what: str = "file", expected: str | None = None):
     if not path.is_file():
-        raise CaptionerError(f"{path}: {what} not found ({expected})")
+        raise CaptionerError(f"{path}: {what} not found" + (f" ({expected})" if expected else ""))
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:

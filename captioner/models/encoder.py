@@ -1,8 +1,7 @@
 """Image encoder: any torchvision classification model, cut before its global pooling.
 
 A global average pool throws away where things are, and relations such as "left of" then
-cannot be learned (a probe with resnet18 from scratch at 64 px reached 14% exact match).
-So the feature map is average-pooled to a small ``grid_size x grid_size`` grid and
+cannot be learned. So the feature map is average-pooled to a small ``grid_size x grid_size`` grid and
 flattened: the feature vector keeps coarse position (grid 2 keeps each quadrant).
 """
 
@@ -85,9 +84,8 @@ class Encoder(nn.Module):
     """Images (B, 3, H, W) -> feature vectors (B, feature_dim).
 
     ``stage`` cuts the backbone after that top-level module (default: the last one with a
-    spatial map). An earlier stage keeps more resolution and has fewer layers to train: with
-    resnet18 from scratch on the 64 px synthetic scenes, ``layer3`` learned object shape in
-    about a third of the steps ``layer4`` needed (benchmarks/README.md).
+    spatial map). An earlier stage keeps more resolution and has fewer layers to train
+    (benchmarks/README.md, "encoder_speed.py" and "The demo recipe").
     """
 
     def __init__(self, name: str = "resnet18", weights: str | None = None, grid_size: int = 2,

@@ -1,8 +1,6 @@
-"""How good a tagging is against ground truth: shot-boundary F1 and segment attribute accuracy."""
+"""How good a tagging's shots are against true cut times: boundary precision, recall and F1."""
 
 from __future__ import annotations
-
-from captioner.data.synthetic import Scene, caption_matches_scene
 
 
 def boundary_f1(predicted: list[float], truth: list[float], tolerance: float) -> dict[str, float]:
@@ -23,15 +21,3 @@ def boundary_f1(predicted: list[float], truth: list[float], tolerance: float) ->
 def cut_times(shots: list[dict]) -> list[float]:
     """The start of every shot after the first."""
     return [shot["start"] for shot in shots[1:]]
-
-
-def segment_attribute_accuracy(segments: list[dict], truth_shots: list[dict]) -> float:
-    """Fraction of segments whose caption is right for the true shot at the segment's middle."""
-    if not segments:
-        return 0.0
-    right = 0
-    for segment in segments:
-        middle = (segment["start"] + segment["end"]) / 2
-        shot = next((s for s in truth_shots if s["start"] <= middle < s["end"]), truth_shots[-1])
-        right += caption_matches_scene(segment["caption"], Scene.from_json(shot["scene"]))
-    return right / len(segments)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import sys
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -181,7 +181,7 @@ class _Run:
     def _caption_pending(self) -> None:
         if self.to_caption:
             pixels = torch.stack([pixels for _, pixels in self.to_caption])
-            captions = self.tagger.captioner.caption_tensors(pixels, self.tagger.decode)
+            captions = self.tagger.captioner.caption_tensors(pixels, **asdict(self.tagger.decode))
             for (sample, _), caption in zip(self.to_caption, captions):
                 sample.caption = caption
             self.to_caption = []

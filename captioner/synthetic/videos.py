@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from captioner.data.synthetic import SIZES, Scene, describe_scene, render_scene, sample_scene
+from captioner.synthetic.scenes import SIZES, Scene, describe_scene, render_scene, sample_scene
 from captioner.errors import CaptionerError
 from captioner.io import atomic_open, write_json
 
@@ -95,7 +95,7 @@ def _moved(scene: Scene, shift: tuple[float, float]) -> Scene:
     return Scene(objects, scene.relations)
 
 
-if __name__ == "__main__":  # python -m captioner.data.synthetic_video [ROOT] [COUNT]: make them, print their paths
+if __name__ == "__main__":  # python -m captioner.synthetic.videos [ROOT] [COUNT]: make them, print their paths
     import sys
 
     root = sys.argv[1] if len(sys.argv) > 1 else "data/synthetic_videos"

@@ -1,4 +1,4 @@
-"""Writes the built-in synthetic dataset as PNG files plus a Karpathy-format split file."""
+"""The built-in synthetic image dataset: PNG files plus a Karpathy-format split file, made on first use."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from captioner.data.formats import ImageRecord, check_images_exist, read_karpathy
-from captioner.data.synthetic import describe_scene, render_scene, sample_scene
+from captioner.synthetic.scenes import describe_scene, render_scene, sample_scene
 from captioner.io import write_json
 from captioner.vocab import tokenize
 

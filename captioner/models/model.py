@@ -1,0 +1,33 @@
+"""The captioning network: encoder + decoder, built from plain keyword arguments."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from captioner.models.decoder import Decoder
+from captioner.models.encoder import Encoder
+
+
+class CaptionModel(nn.Module):
+    """Encoder and decoder, built from plain keyword arguments (stored in checkpoints)."""
+
+    def __init__(self, vocab_size: int, encoder: dict, decoder: dict):
+        super().__init__()
+        self.args = {"vocab_size": vocab_size, "encoder": dict(encoder), "decoder": dict(decoder)}
+        self.encoder = Encoder(**encoder)
+        self.decoder = Decoder(vocab_size, self.encoder.feature_dim, locations=self.encoder.locations, **decoder)
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor,
+                image_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing: images (B, 3, H, W), tokens (N, T) -> word logits (N, T, V), and
+        the logits of each word appearing in the image's captions (B, V): the decoder's word head,
+        trained by an auxiliary loss as a signal that reaches the encoder directly (Wu et al.,
+        2016, "What value do explicit high level concepts have in vision to language problems?").
+
+        ``image_index`` (N,) says which image each caption describes (several captions per
+        image: one encoder pass); by default caption i describes image i.
+        """
+        features = self.encoder(images)  # (B, F)
+        return self.decoder(features, tokens, image_index), self.decoder.word_logits(features)
+
