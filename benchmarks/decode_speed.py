@@ -15,13 +15,12 @@ from pathlib import Path
 import torch
 
 from captioner import Captioner
-from captioner.synthetic.dataset import synthetic_dataset
 from captioner.data.dataset import ImageDataset
 from captioner.data.formats import split_records
-from captioner.decoding import DecodeOptions
+from captioner.synthetic.dataset import synthetic_dataset
 
 
-def captions_per_second(captioner: Captioner, pixels: torch.Tensor, options: DecodeOptions,
+def captions_per_second(captioner: Captioner, pixels: torch.Tensor, beam_size: int,
                         batch_size: int, repeats: int = 3) -> tuple[float, list[str]]:
     """The best of ``repeats`` runs (the machines are noisy; the best run is the least disturbed)."""
     best = float("inf")
@@ -29,7 +28,7 @@ def captions_per_second(captioner: Captioner, pixels: torch.Tensor, options: Dec
         captions: list[str] = []
         started = time.perf_counter()
         for start in range(0, len(pixels), batch_size):
-            captions += captioner.caption_tensors(pixels[start : start + batch_size], options)
+            captions += captioner.caption_tensors(pixels[start : start + batch_size], beam_size=beam_size)
         best = min(best, time.perf_counter() - started)
     return len(pixels) / best, captions
 
@@ -46,14 +45,13 @@ def main() -> None:
     records = split_records(synthetic_dataset(), "test")[: args.images]
     dataset = ImageDataset(records, captioner.transform)
     pixels = torch.stack([dataset[i] for i in range(len(dataset))])
-    captioner.caption_tensors(pixels[:8], DecodeOptions(beam_size=3))  # warm-up
+    captioner.caption_tensors(pixels[:8], beam_size=3)  # warm-up
     print(f"{len(pixels)} images, {torch.get_num_threads()} threads, checkpoint {args.checkpoint}")
     print(f"| beam | batch {args.batch_size} (captions/s) | one at a time (captions/s) | speed-up | identical |")
     print("|---|---|---|---|---|")
     for beam_size in (3, 5):
-        options = DecodeOptions(beam_size=beam_size)
-        batched, batched_captions = captions_per_second(captioner, pixels, options, args.batch_size)
-        single, single_captions = captions_per_second(captioner, pixels, options, 1)
+        batched, batched_captions = captions_per_second(captioner, pixels, beam_size, args.batch_size)
+        single, single_captions = captions_per_second(captioner, pixels, beam_size, 1)
         same = batched_captions == single_captions
         print(f"| {beam_size} | {batched:.0f} | {single:.1f} | {batched / single:.1f}x | {'yes' if same else 'NO'} |")
 

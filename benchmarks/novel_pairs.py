@@ -16,9 +16,9 @@ from collections import Counter
 import torch
 
 from captioner import Captioner
-from captioner.synthetic.dataset import synthetic_dataset
 from captioner.data.formats import split_records
 from captioner.data.images import load_image
+from captioner.synthetic.dataset import synthetic_dataset
 from captioner.synthetic.scenes import SHAPE_WORDS, Scene, caption_matches_scene
 
 

@@ -21,10 +21,12 @@ from omegaconf import OmegaConf
 
 from captioner.api import Captioner
 from captioner.cli.common import CONFIG_PATH, typed
-from captioner.synthetic.dataset import synthetic_dataset
 from captioner.data.formats import split_records
 from captioner.data.transforms import Preprocess
 from captioner.models.model import CaptionModel
+from captioner.models.word_classes import with_word_ids
+from captioner.synthetic.dataset import synthetic_dataset
+from captioner.synthetic.scoring import AttributeAccuracy
 from captioner.training import Trainer, TrainerConfig
 from captioner.vocab import Vocabulary
 
@@ -51,6 +53,7 @@ def main() -> None:
     records = synthetic_dataset()
     train, val = split_records(records, "train")[: args.images], split_records(records, "val")[:32]
     vocab = Vocabulary.build(c for r in train for c in r.captions)
+    decoder["head"] = with_word_ids(decoder["head"], vocab)
     print(f"{args.steps} steps of batch {demo.batch_size} over {len(train)} images, "
           f"{torch.get_num_threads()} threads\n")
     print("| setting | images/s |\n|---|---|")
@@ -59,7 +62,8 @@ def main() -> None:
         model = CaptionModel(len(vocab), encoder, decoder)
         config = dataclasses.replace(demo, max_steps=args.steps, **change)
         with tempfile.TemporaryDirectory() as out:
-            metrics = Trainer(Captioner(model, vocab, Preprocess(cfg.model.image_size)), train, val, config, out).fit()
+            captioner = Captioner(model, vocab, Preprocess(cfg.model.image_size))
+            metrics = Trainer(captioner, train, val, config, out, scorers=[AttributeAccuracy()]).fit()
         print(f"| {name} | {metrics['train_images_per_second']:.0f} |")
 
 

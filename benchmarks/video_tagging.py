@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from captioner import Captioner
+from captioner.synthetic.scoring import segment_attribute_accuracy
 from captioner.synthetic.videos import synthetic_videos
 from captioner.video.export import export_all
 from captioner.video.frames import open_video, stream_frames
-from captioner.synthetic.scoring import segment_attribute_accuracy
 from captioner.video.scoring import boundary_f1, cut_times
 from captioner.video.shots import ShotDetector
 from captioner.video.tagger import VideoTagger

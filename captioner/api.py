@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from captioner.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from captioner.data.images import load_image
 from captioner.data.transforms import Preprocess
 from captioner.decoding import DecodeOptions, decode
 from captioner.errors import ImageError
-from captioner.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from captioner.models.model import CaptionModel
 from captioner.vocab import Vocabulary
 

@@ -29,11 +29,11 @@ from tqdm import tqdm
 
 from captioner import distributed
 from captioner.api import Captioner
+from captioner.checkpoint import load_checkpoint
 from captioner.data.dataset import CaptionDataset, EpochSampler, collate_captions
 from captioner.data.formats import ImageRecord
 from captioner.devices import autocast_dtype, resolve_device
 from captioner.errors import CaptionerError
-from captioner.checkpoint import load_checkpoint
 from captioner.evaluation import Scorer, evaluate_records
 from captioner.io import atomic_open
 

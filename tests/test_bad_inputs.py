@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import cli
 from PIL import Image
 
 from captioner import Captioner
 from captioner.data.images import load_image
 from captioner.errors import ImageError
-from conftest import cli
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from PIL import Image
-
 from conftest import cli, tiny_data
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 

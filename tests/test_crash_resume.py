@@ -10,7 +10,6 @@ import time
 
 import pytest
 import torch
-
 from conftest import cli, tiny_data
 
 pytestmark = pytest.mark.slow

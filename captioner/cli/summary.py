@@ -1,4 +1,4 @@
-"""One table for a Hydra multirun: each job's overrides and metrics, best first.
+"""One table for a Hydra multirun: each job's overrides and metrics, best first by ``rank_by``.
 
 Every job writes ``metrics.json`` in its own dir; ``on_multirun_end`` runs once in the main
 process after all jobs (``on_job_end`` would run inside joblib/submitit workers), collects them
@@ -18,18 +18,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from captioner.io import atomic_open
 
-# The first of these a sweep reports decides the order (higher is better).
-RANK_BY = ("CIDEr", "attribute_accuracy", "val_attribute_accuracy")
-
 
 class SummaryCallback(Callback):
+    """``rank_by``: the metric that orders the rows (training sweeps: ``trainer.monitor``), ``mode``: max or min."""
+
+    def __init__(self, rank_by: str = "CIDEr", mode: str = "max"):
+        self.rank_by, self.mode = rank_by, mode
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = collect_jobs(sweep_dir)
         if not rows:
             print(f"summary: no metrics.json under {sweep_dir}", file=sys.stderr)
             return
-        write_summary(sweep_dir, rows)
+        write_summary(sweep_dir, rows, self.rank_by, self.mode)
         print(f"summary of {len(rows)} jobs: {sweep_dir / 'summary.md'}", file=sys.stderr)
 
 
@@ -44,28 +46,30 @@ def collect_jobs(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def summary_table(rows: list[dict]) -> tuple[list[str], list[list], dict[str, str]]:
-    """Columns (the overrides that differ between jobs, then the metrics), rows best first, and the
-    overrides every job shares."""
+def summary_table(rows: list[dict], rank_by: str = "CIDEr", mode: str = "max"
+                  ) -> tuple[list[str], list[list], dict[str, str]]:
+    """Columns (the overrides that differ between jobs, then the metrics), rows best first by ``rank_by``
+    (as they came when no job reports it; jobs without it last), and the overrides every job shares."""
     keys = list(dict.fromkeys(k for row in rows for k in row["overrides"]))
     varying = [k for k in keys if len({row["overrides"].get(k) for row in rows}) > 1] if len(rows) > 1 else keys
     shared = {k: rows[0]["overrides"][k] for k in keys if k not in varying}
     metrics = list(dict.fromkeys(k for row in rows for k in row["metrics"]))
-    rank = next((m for m in RANK_BY if m in metrics), None)
-    if rank:
-        rows = sorted(rows, key=lambda row: -float(row["metrics"].get(rank, float("-inf"))))
+    if rank_by in metrics:
+        sign = 1.0 if mode == "max" else -1.0
+        rows = sorted(rows, key=lambda row: -sign * float(row["metrics"].get(rank_by, sign * float("-inf"))))
     table = [[row["overrides"].get(k, "") for k in varying] + [row["metrics"].get(m, "") for m in metrics]
              for row in rows]
     return varying + metrics, table, shared
 
 
-def write_summary(sweep_dir: Path, rows: list[dict]) -> None:
-    columns, table, shared = summary_table(rows)
+def write_summary(sweep_dir: Path, rows: list[dict], rank_by: str = "CIDEr", mode: str = "max") -> None:
+    columns, table, shared = summary_table(rows, rank_by, mode)
     with atomic_open(sweep_dir / "summary.csv") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         writer.writerows(table)
-    lines = [f"# Sweep summary: {sweep_dir.name}", ""]
+    better = "higher" if mode == "max" else "lower"
+    lines = [f"# Sweep summary: {sweep_dir.name}", "", f"Best first by {rank_by} ({better} is better).", ""]
     if shared:
         lines += ["Same in every job: " + ", ".join(f"`{k}={v}`" for k, v in shared.items()), ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

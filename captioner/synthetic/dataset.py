@@ -12,8 +12,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from captioner.data.formats import ImageRecord, check_images_exist, read_karpathy
-from captioner.synthetic.scenes import describe_scene, render_scene, sample_scene
 from captioner.io import write_json
+from captioner.synthetic.scenes import describe_scene, render_scene, sample_scene
 from captioner.vocab import tokenize
 
 SPLIT_FILE = "dataset_synthetic.json"

@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from captioner.synthetic.scenes import SIZES, Scene, describe_scene, render_scene, sample_scene
 from captioner.errors import CaptionerError
 from captioner.io import atomic_open, write_json
+from captioner.synthetic.scenes import SIZES, Scene, describe_scene, render_scene, sample_scene
 
 SCENE_SIZE = 64  # pixels: the size the image dataset is rendered at
 

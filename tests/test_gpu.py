@@ -1,0 +1,88 @@
+"""CUDA paths: mixed precision with the grad scaler, channels-last autocast, beam search and resume on a GPU.
+
+Marked ``gpu``: they run where CUDA is present and skip with a reason elsewhere (``pytest -m gpu``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
+
+from captioner import Captioner
+from captioner.checkpoint import load_checkpoint
+from captioner.recipe import train
+from captioner.training import Trainer
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
+
+ATTENDING = TINY_DECODER | {"attention_dim": 8, "word_prior": True, "image_input_dim": 4,
+                            "head": {"name": "word_classes", "words": [["red", "blue"], ["circle", "square"]],
+                                     "pointer": True, "logit_adjustment": True}}
+
+
+def test_fp16_autocast_step_with_the_grad_scaler(tiny_records, tmp_path, monkeypatch):
+    monkeypatch.setattr("captioner.training.autocast_dtype", lambda device: torch.float16)  # even where bf16 is there
+    steps = []
+    real = Trainer._train_step
+
+    def record(self, *args):
+        steps.append((self.autocast().fast_dtype, self.scaler.is_enabled()))
+        return real(self, *args)
+
+    monkeypatch.setattr(Trainer, "_train_step", record)
+    metrics = train(tiny_records, tmp_path, TINY_ENCODER, ATTENDING, tiny_trainer(device="cuda", max_steps=3),
+                    image_size=32, test_split=None)
+    assert steps and all(step == (torch.float16, True) for step in steps)
+    assert torch.isfinite(torch.tensor(metrics["val_loss"]))
+    payload = load_checkpoint(tmp_path / "last.pt")
+    assert payload["scaler"]["scale"] > 0 and all(torch.isfinite(t).all() for t in payload["state_dict"].values())
+
+
+def test_channels_last_autocast_step_trains_on_cuda(tiny_records, tmp_path):
+    train(tiny_records, tmp_path, TINY_ENCODER, ATTENDING, tiny_trainer(device="cuda", max_steps=2, channels_last=True),
+          image_size=32, test_split=None)
+    before = Captioner.load(tmp_path / "model.pt").model.state_dict()
+    assert all(torch.isfinite(t).all() for t in before.values())
+
+
+def test_beam_search_on_cuda_gives_the_cpu_captions(tiny_records, tmp_path):
+    train(tiny_records, tmp_path, TINY_ENCODER, ATTENDING, tiny_trainer(device="cpu", max_steps=6, amp=False),
+          image_size=32, test_split=None)
+    images = [r.path for r in tiny_records[:16]]
+    on_cpu = Captioner.load(tmp_path / "model.pt").caption_candidates(images, beam_size=3, num_captions=2)
+    on_gpu = Captioner.load(tmp_path / "model.pt", device="cuda").caption_candidates(images, beam_size=3,
+                                                                                     num_captions=2)
+    assert [[c for c, _ in image] for image in on_gpu] == [[c for c, _ in image] for image in on_cpu]
+    assert torch.allclose(torch.tensor([[lp for _, lp in i] for i in on_gpu]),
+                          torch.tensor([[lp for _, lp in i] for i in on_cpu]), atol=1e-3)
+
+
+def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_records, tmp_path, monkeypatch):
+    settings = {"device": "cuda", "max_epochs": 2, "checkpoint_every_steps": 4, "amp": False}
+
+    def run(out, **extra):
+        torch.manual_seed(0)
+        train(tiny_records, out, TINY_ENCODER, TINY_DECODER | {"dropout": 0.3, "num_layers": 2},
+              tiny_trainer(**settings | extra), image_size=32, test_split=None)
+        return load_checkpoint(out / "last.pt")
+
+    whole = run(tmp_path / "whole")
+    real, calls = Trainer._train_step, {"n": 0}
+
+    def interrupt_at_step_5(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(Trainer, "_train_step", interrupt_at_step_5)
+    with pytest.raises(Exception, match="interrupted"):
+        run(tmp_path / "cut")
+    monkeypatch.setattr(Trainer, "_train_step", real)
+    resumed = run(tmp_path / "cut", resume=True)
+    assert resumed["step"] == whole["step"] == 12
+    for name, tensor in whole["state_dict"].items():
+        # CUDA's embedding backward adds with atomics, in no fixed order: equal up to rounding
+        assert torch.allclose(resumed["state_dict"][name], tensor, atol=1e-4), name
