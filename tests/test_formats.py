@@ -92,6 +92,16 @@ def test_flickr8k_layout_either_image_folder(tmp_path, folder):
 def test_karpathy_restval_counts_as_train(tmp_path):
     records = karpathy(str(make_karpathy(tmp_path) / "dataset_coco.json"), str(tmp_path / "images"))
     assert sum(r.split == "train" for r in records) == 10 and records[0].image_id == 100
+    assert all(r.extra == {} for r in records)  # nothing beyond the standard fields
+
+
+def test_karpathy_fields_beyond_the_standard_ones_are_kept_as_extra(tmp_path):
+    split_file = make_karpathy(tmp_path) / "dataset_coco.json"
+    data = json.loads(split_file.read_text())
+    data["images"][0] |= {"attributes": {"objects": []}, "sentids": [1, 2], "licence": 3}
+    split_file.write_text(json.dumps(data))
+    record = karpathy(str(split_file), str(tmp_path / "images"))[0]
+    assert record.extra == {"attributes": {"objects": []}, "licence": 3}
 
 
 def test_csv_with_and_without_a_split_column(tmp_path):

@@ -37,6 +37,9 @@ HEADS: dict[str, type[nn.Module] | None] = {"plain": None, "word_classes": WordC
 
 
 class Decoder(nn.Module):
+    """Image features (B, F) and words -> word logits, with the options of the module's text; built
+    from plain keyword arguments (as checkpoints store them). ``locations``: the encoder's grid cells."""
+
     def __init__(
         self,
         vocab_size: int,
@@ -63,8 +66,9 @@ class Decoder(nn.Module):
             raise CaptionerError(f"feature size {feature_dim} does not split into {locations} locations")
         self.num_layers, self.hidden_dim, self.locations = num_layers, hidden_dim, locations
         self.num_states = 2 if cell == "lstm" else 1
-        # The head first: its parameters lead the list, so the order in which gradient clipping sums the
-        # gradients' norms stays that of checkpoint version 2 (it draws no random numbers).
+        # The head first (it draws no random numbers): its parameters lead parameters(), where the
+        # pointer's scale has always been, so clipping sums the gradient norms in the same order and a
+        # recipe trains to the same weights, bit for bit, across versions.
         part = HEADS[head_name]
         self.head = part(vocab_size, hidden_dim, sees_image=bool(word_prior or attention_dim),
                          attends=bool(attention_dim), **head) if part else None
