@@ -6,8 +6,9 @@ import shutil
 import pytest
 
 from captioner import metrics
-from captioner.cli.evaluate import evaluate_files, read_coco_references, read_coco_results
+from captioner.data.formats import read_coco_references, read_coco_results
 from captioner.errors import CaptionerError
+from captioner.evaluation import evaluate_files
 from captioner.metrics import COCO_METRICS, coco_caption_metrics, python_ptb_tokenize
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="the reference scores need Java")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import hydra
@@ -22,7 +23,7 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
         decode: DecodeOptions = DecodeOptions(), device: str = "cpu", progress: bool = True) -> dict:
     """Tag every video; a bad one is reported on one line and the rest go on."""
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
-    tagger = VideoTagger(Captioner.load(checkpoint, device=resolve_device(device)), options, decode)
+    tagger = VideoTagger(Captioner.load(checkpoint, device=resolve_device(device)), options, **asdict(decode))
     failed: list[tuple[Path, str]] = []
     for path in paths:
         try:

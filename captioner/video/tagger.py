@@ -60,11 +60,12 @@ class TaggedVideo:
 
 
 class VideoTagger:
-    """Tags videos with one :class:`Captioner` (the same object the CLI and API caption images with)."""
+    """Tags videos with one :class:`Captioner` (the same object the CLI and API caption images with);
+    ``decode`` takes the decoding options as the Captioner's methods do (``beam_size=3`` ...)."""
 
-    def __init__(self, captioner: Captioner, options: TagOptions = TagOptions(),
-                 decode: DecodeOptions = DecodeOptions()):
-        self.captioner, self.options, self.decode = captioner, options, decode
+    def __init__(self, captioner: Captioner, options: TagOptions = TagOptions(), **decode):
+        self.captioner, self.options = captioner, options
+        self.decode = asdict(DecodeOptions(**decode))  # checked once, here
 
     def tag(self, path: str | Path, progress: bool = False) -> TaggedVideo:
         capture, info = open_video(path)
@@ -86,10 +87,9 @@ class VideoTagger:
         return run.finish()
 
 
-def tag_video(captioner: Captioner, path: str | Path, options: TagOptions = TagOptions(),
-              decode: DecodeOptions = DecodeOptions()) -> dict:
+def tag_video(captioner: Captioner, path: str | Path, options: TagOptions = TagOptions(), **decode) -> dict:
     """The tags of one video as a JSON-able dict: shots, segments with captions and tags, video tags."""
-    return VideoTagger(captioner, options, decode).tag(path).result
+    return VideoTagger(captioner, options, **decode).tag(path).result
 
 
 class _Run:
@@ -113,8 +113,8 @@ class _Run:
             self.frame_size = frame.image.shape[:2]  # as decoded and rotated: more reliable than the header
         self.last = frame
         if frame.analyse:
-            # Nearest-neighbour: 0.06 ms for a 720p frame where an area average takes 1 ms (more
-            # than decoding the frame). Shot detection and short shots' keyframes start from it.
+            # Nearest-neighbour: far cheaper than an area average of a 720p frame, same cuts
+            # (benchmarks/README.md, "Video tagging"). Shot detection and short shots' keyframes start from it.
             small = _resize_to_width(frame.image, self.options.thumbnail_width, cv2.INTER_NEAREST)
             self.recent.append(Sample(frame.time, frame.index, small))
             while self.recent[0].time < frame.time - self.options.every_seconds - 1.0:
@@ -181,7 +181,7 @@ class _Run:
     def _caption_pending(self) -> None:
         if self.to_caption:
             pixels = torch.stack([pixels for _, pixels in self.to_caption])
-            captions = self.tagger.captioner.caption_tensors(pixels, **asdict(self.tagger.decode))
+            captions = self.tagger.captioner.caption_tensors(pixels, **self.tagger.decode)
             for (sample, _), caption in zip(self.to_caption, captions):
                 sample.caption = caption
             self.to_caption = []
