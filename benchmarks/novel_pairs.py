@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="outputs/demo/model.pt")
     args = parser.parse_args()
     captioner = Captioner.load(args.checkpoint)
-    singles = [r for r in split_records(synthetic_dataset(), "test") if len(r.attributes["objects"]) == 1]
+    singles = [r for r in split_records(synthetic_dataset(), "test") if len(r.extra["attributes"]["objects"]) == 1]
     pixels = torch.stack([captioner.transform(load_image(r.path)) for r in singles])
     model, index = captioner.model.eval(), captioner.vocab.index
     with torch.no_grad():

@@ -9,7 +9,7 @@ from captioner.models.model import CaptionModel
 from captioner.models.state import DecoderState
 
 
-@pytest.mark.parametrize("name, channels", [("resnet18", 512), ("mobilenet_v3_small", 576)])
+@pytest.mark.parametrize("name, channels", [("resnet18", 512), ("mobilenet_v3_small", 576), ("regnet_x_400mf", 400)])
 def test_encoder_keeps_a_grid_of_the_last_feature_map(name, channels):
     encoder = Encoder(name, grid_size=2)
     assert encoder.feature_dim == channels * 4

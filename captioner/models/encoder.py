@@ -91,8 +91,7 @@ class Encoder(nn.Module):
     def __init__(self, name: str = "resnet18", weights: str | None = None, grid_size: int = 2,
                  stage: str | None = None, freeze: bool = False):
         super().__init__()
-        with torch.device("meta"):  # shapes only: no memory, no weight initialisation
-            stages = dict(feature_map_stages(build_backbone(name)))
+        stages = dict(feature_map_stages(_shapes_only(name)))
         if stage is None:
             stage = list(stages)[-1]
         if stage not in stages:
@@ -130,6 +129,16 @@ class Encoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feature_map = self.body(images)["features"]  # (B, C, h, w)
         return self.norm(self.pool(feature_map).flatten(1))  # (B, C * grid * grid)
+
+
+def _shapes_only(name: str) -> nn.Module:
+    """The backbone to read stage shapes from: built on the meta device (no memory, no weight
+    initialisation) where its builder allows, else as usual."""
+    try:
+        with torch.device("meta"):
+            return build_backbone(name)
+    except NotImplementedError:  # a builder that computes with tensors (RegNet's block widths)
+        return build_backbone(name)
 
 
 def encoder_preprocess(name: str, weights: str | None, image_size: int | None) -> Preprocess:
