@@ -1,8 +1,10 @@
 """The training loop: teacher forcing, Adam, clipping, warmup + cosine schedule, resumable.
 
 ``model.pt`` is the model of the epoch whose validation figure named by ``monitor`` was best
-(as Lightning's ``ModelCheckpoint(monitor=..., mode=...)``). Validation computes the
-teacher-forced loss, and decodes the split only when a scorer will score the captions.
+(as Lightning's ``ModelCheckpoint(monitor=..., mode=...)``; by default CIDEr-D, what captioning
+papers select by). Validation computes the teacher-forced loss on the whole split, and greedy
+captions of up to ``val_max_images`` of its images (a seeded subset, the same every epoch)
+scored with the coco-caption metrics and the dataset's own scorers.
 
 With ``ema_decay > 0`` validation and ``model.pt`` use an exponential moving average of the
 weights (Polyak averaging, as timm's ModelEmaV2; here torch's ``swa_utils``), which the steps never
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -63,12 +66,22 @@ class TrainerConfig:
     strategy: str = "single"  # single | ddp (under torchrun; batch_size is then the global batch)
     finetune_after_epochs: int | None = None  # a frozen encoder (model.encoder.freeze) trains from this epoch on
     ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights
-    monitor: str = "val_loss"  # the validation figure that chooses model.pt (val_loss, or val_ + a scorer's name)
-    monitor_mode: str = "min"  # min | max: whether lower or higher is better
+    monitor: str = "val_CIDEr"  # the validation figure that chooses model.pt: val_loss, val_CIDEr, val_Bleu_4 ...
+    monitor_mode: str = "max"  # min | max: whether lower or higher is better
+    val_max_images: int = 5000  # validation images captioned and scored each epoch (0: the loss alone)
+    val_meteor: bool = False  # METEOR in validation too (a Java process each epoch)
 
     def __post_init__(self):
         if self.monitor_mode not in ("min", "max"):
             raise CaptionerError(f"trainer.monitor_mode must be min or max, got {self.monitor_mode!r}")
+
+
+def seeded_subset(records: list[ImageRecord], count: int, seed: int) -> list[ImageRecord]:
+    """Up to ``count`` of ``records``, drawn by ``seed`` and kept in their order (all of them when fewer)."""
+    if count >= len(records):
+        return list(records)
+    chosen = sorted(random.Random(f"validation-{seed}").sample(range(len(records)), max(0, count)))
+    return [records[i] for i in chosen]
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -85,10 +98,11 @@ class Trainer:
     def __init__(self, captioner: Captioner, train_records: list[ImageRecord], val_records: list[ImageRecord],
                  config: TrainerConfig, out_dir: str | Path, seed: int = 0, scorers: Sequence[Scorer] = ()):
         self.captioner, self.config, self.out_dir, self.seed = captioner, config, Path(out_dir), seed
-        self.val_records, self.scorers = val_records, list(scorers)
-        if config.monitor != "val_loss" and not self.scorers:
-            raise CaptionerError(f"trainer.monitor={config.monitor}: without scorers (data.scorers) validation "
-                                 "reports only val_loss")
+        self.scorers = list(scorers)
+        if config.monitor != "val_loss" and config.val_max_images <= 0:
+            raise CaptionerError(f"trainer.monitor={config.monitor}: with trainer.val_max_images="
+                                 f"{config.val_max_images} validation reports only val_loss")
+        self.val_captioned = seeded_subset(val_records, config.val_max_images, seed)
         self.rank, self.world, self.device = distributed.init(config.strategy, resolve_device(config.device))
         if config.batch_size % self.world:
             raise CaptionerError(f"trainer.batch_size={config.batch_size} must divide over {self.world} processes")
@@ -257,7 +271,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict:
-        """Teacher-forced loss and, when there are scorers, their figures on greedy captions of the validation split."""
+        """Teacher-forced loss on the validation split; the coco-caption metrics and the scorers' figures on
+        greedy captions of its captioned subset."""
         model = self.scored.model.eval()
         total, count = 0.0, 0
         for pixels, tokens, image_index, _ in self._loader(self.val_dataset):
@@ -269,9 +284,9 @@ class Trainer:
             total += self.loss_fn(logits.flatten(0, 1).float(), targets.flatten()).item() * words
             count += words
         scores = {}
-        if self.scorers:
-            scores, _ = evaluate_records(self.scored, self.val_records, batch_size=self.config.val_batch_size,
-                                         scorers=self.scorers)
+        if self.val_captioned:
+            scores, _ = evaluate_records(self.scored, self.val_captioned, batch_size=self.config.val_batch_size,
+                                         text_metrics={"meteor": self.config.val_meteor}, scorers=self.scorers)
         return {"val_loss": round(total / max(1, count), 4)} | {f"val_{k}": round(v, 4) for k, v in scores.items()}
 
     def _save_last(self) -> None:

@@ -86,9 +86,9 @@ def test_training_sweep_ends_in_one_summary_table(trained, tmp_path):
     rows = read_summary(sweep)
     assert sorted(r["model/decoder"] for r in rows) == ["gru", "lstm"]
     assert {"CIDEr", "attribute_accuracy", "val_loss"} <= set(rows[0])
-    losses = [float(r["val_loss"]) for r in rows]
-    assert losses == sorted(losses)  # best first by trainer.monitor (val_loss, lower is better)
-    assert "Best first by val_loss (lower is better)." in (sweep / "summary.md").read_text()
+    cider = [float(r["val_CIDEr"]) for r in rows]
+    assert cider == sorted(cider, reverse=True)  # best first by trainer.monitor (val_CIDEr, higher is better)
+    assert "Best first by val_CIDEr (higher is better)." in (sweep / "summary.md").read_text()
 
 
 def test_sweep_through_submitit_ends_in_one_summary_table(trained, tmp_path):

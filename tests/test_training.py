@@ -159,18 +159,46 @@ def test_model_pt_is_the_epoch_best_by_the_monitored_figure(tiny_records, tmp_pa
     assert load_checkpoint(tmp_path / "model.pt")["step"] == best_step
 
 
-def test_validation_decodes_only_for_scorers_and_a_monitor_needs_them(tiny_records, tmp_path, monkeypatch):
+def test_validation_scores_a_seeded_subset_with_the_coco_metrics_and_selects_by_cider(tiny_records, tmp_path,
+                                                                                      monkeypatch):
+    captioned = []
+    real = Captioner.caption_tensors
+    monkeypatch.setattr(Captioner, "caption_tensors", lambda self, pixels, **k: captioned.append(len(pixels))
+                        or real(self, pixels, **k))
+    metrics = train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=2, val_max_images=5),
+                    image_size=32, test_split=None)
+    assert captioned == [5, 5]  # 5 of the 16 validation images, each epoch
+    rows = list(csv.DictReader((tmp_path / "training_curve.csv").open()))
+    assert {"val_loss", "val_Bleu_4", "val_ROUGE_L", "val_CIDEr"} <= set(rows[0]) and "val_METEOR" not in rows[0]
+    assert "val_CIDEr" in metrics
+    best = max(range(2), key=lambda i: float(rows[i]["val_CIDEr"]))  # the first of equals stays, as in training
+    assert load_checkpoint(tmp_path / "model.pt")["step"] == int(rows[best]["step"])
+
+
+def test_the_validation_subset_is_the_same_every_epoch_and_seeded(tiny_records):
+    from captioner.training import seeded_subset
+
+    records = [r for r in tiny_records if r.split == "val"]
+    assert seeded_subset(records, 5, 0) == seeded_subset(records, 5, 0) != seeded_subset(records, 5, 1)
+    assert [records.index(r) for r in seeded_subset(records, 5, 0)] == sorted(records.index(r)
+                                                                            for r in seeded_subset(records, 5, 0))
+    assert seeded_subset(records, 100, 0) == records
+
+
+def test_validation_decodes_nothing_with_val_max_images_0_and_then_a_caption_monitor_is_refused(tiny_records,
+                                                                                               tmp_path, monkeypatch):
     decoded = []
     real = Captioner.caption_tensors
     monkeypatch.setattr(Captioner, "caption_tensors", lambda self, *a, **k: decoded.append(1) or real(self, *a, **k))
-    train(tiny_records, tmp_path / "plain", TINY_ENCODER, TINY_DECODER, tiny_trainer(), image_size=32, test_split=None)
+    train(tiny_records, tmp_path / "loss", TINY_ENCODER, TINY_DECODER,
+          tiny_trainer(val_max_images=0, monitor="val_loss", monitor_mode="min"), image_size=32, test_split=None)
     assert decoded == []
-    rows = list(csv.DictReader((tmp_path / "plain" / "training_curve.csv").open()))
-    assert "val_loss" in rows[0] and not any(k.startswith("val_attribute") for k in rows[0])
-    with pytest.raises(CaptionerError, match="trainer.monitor=val_CIDEr: without scorers"):
-        train(tiny_records, tmp_path / "x", TINY_ENCODER, TINY_DECODER, tiny_trainer(monitor="val_CIDEr"),
+    rows = list(csv.DictReader((tmp_path / "loss" / "training_curve.csv").open()))
+    assert [k for k in rows[0] if k.startswith("val_")] == ["val_loss"]
+    with pytest.raises(CaptionerError, match="trainer.monitor=val_CIDEr: with trainer.val_max_images=0 validation "
+                                             "reports only val_loss"):
+        train(tiny_records, tmp_path / "x", TINY_ENCODER, TINY_DECODER, tiny_trainer(val_max_images=0),
               image_size=32, test_split=None)
-    with pytest.raises(CaptionerError, match="trainer.monitor=val_CIDEr: validation reports val_loss, "
-                                             "val_attribute_accuracy"):
-        train(tiny_records, tmp_path / "y", TINY_ENCODER, TINY_DECODER, tiny_trainer(monitor="val_CIDEr"),
-              image_size=32, test_split=None, scorers=[AttributeAccuracy()])
+    with pytest.raises(CaptionerError, match="trainer.monitor=val_made_up: validation reports val_loss, val_Bleu_1"):
+        train(tiny_records, tmp_path / "y", TINY_ENCODER, TINY_DECODER, tiny_trainer(monitor="val_made_up"),
+              image_size=32, test_split=None)
