@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 
 from captioner import Captioner
-from captioner.data.dataset import ImageDataset
 from captioner.data.formats import split_records
 from captioner.synthetic.dataset import synthetic_dataset
 
@@ -43,8 +42,7 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint}: not found; run `make demo` first or pass --checkpoint")
     captioner = Captioner.load(args.checkpoint)
     records = split_records(synthetic_dataset(), "test")[: args.images]
-    dataset = ImageDataset(records, captioner.transform)
-    pixels = torch.stack([dataset[i] for i in range(len(dataset))])
+    pixels = torch.cat([batch.pixels for batch in captioner.read_images([r.path for r in records], num_workers=0)])
     captioner.caption_tensors(pixels[:8], beam_size=3)  # warm-up
     print(f"{len(pixels)} images, {torch.get_num_threads()} threads, checkpoint {args.checkpoint}")
     print(f"| beam | batch {args.batch_size} (captions/s) | one at a time (captions/s) | speed-up | identical |")

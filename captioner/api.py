@@ -6,7 +6,7 @@ Every captioning method takes the decoding options the same way, as keyword argu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,9 +15,9 @@ from PIL import Image
 
 from captioner.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from captioner.data.images import load_image
+from captioner.data.loading import ImageBatch, load_images
 from captioner.data.transforms import Preprocess
 from captioner.decoding import DecodeOptions, decode
-from captioner.errors import ImageError
 from captioner.models.model import CaptionModel
 from captioner.vocab import Vocabulary
 
@@ -74,30 +74,24 @@ class Captioner:
             results += self._decode(torch.stack(batch), options)
         return results
 
-    def caption_files(self, paths: Iterable[str | Path], batch_size: int = 32, **decode) -> Iterator[CaptionResult]:
-        """Caption many files lazily, in their order; unreadable ones come back with ``error`` set."""
+    def caption_files(self, paths: Sequence[str | Path], batch_size: int = 32, num_workers: int | None = None,
+                      **decode) -> Iterator[CaptionResult]:
+        """Caption many files as they are decoded (by ``num_workers`` loader processes, None: picked from
+        the cores), in their order; unreadable ones come back with ``error`` set."""
         options = DecodeOptions(**decode)
-        pending: list[tuple[str, torch.Tensor | ImageError]] = []
-        for path in paths:
-            try:
-                pending.append((str(path), self.transform(load_image(path))))
-            except ImageError as error:
-                pending.append((str(path), error))
-            if sum(isinstance(item, torch.Tensor) for _, item in pending) == batch_size:
-                yield from self._caption_pending(pending, options)
-                pending = []
-        yield from self._caption_pending(pending, options)
+        for batch in self.read_images(paths, batch_size, num_workers):
+            results = iter(self._decode(batch.pixels, options) if batch.pixels is not None else [])
+            for path, error in zip(batch.paths, batch.errors):
+                if error is not None:
+                    yield CaptionResult(path, error=error)
+                else:
+                    candidates = next(results)
+                    yield CaptionResult(path, candidates[0][0], candidates[0][1], candidates)
 
-    def _caption_pending(self, pending: list[tuple[str, torch.Tensor | ImageError]],
-                         options: DecodeOptions) -> Iterator[CaptionResult]:
-        images = [item for _, item in pending if isinstance(item, torch.Tensor)]
-        results = iter(self._decode(torch.stack(images), options) if images else [])
-        for path, item in pending:
-            if isinstance(item, ImageError):
-                yield CaptionResult(path, error=item.reason)
-            else:
-                candidates = next(results)
-                yield CaptionResult(path, candidates[0][0], candidates[0][1], candidates)
+    def read_images(self, paths: Sequence[str | Path], batch_size: int = 32,
+                    num_workers: int | None = None) -> Iterator[ImageBatch]:
+        """The files preprocessed for this model, in batches (see :func:`captioner.data.loading.load_images`)."""
+        return load_images(paths, self.transform, batch_size, num_workers, pin_memory=self.device.type == "cuda")
 
     def caption_tensors(self, pixels: torch.Tensor, **decode) -> list[str]:
         """The best caption for each preprocessed image (B, 3, S, S)."""

@@ -8,13 +8,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
-from torch.utils.data import DataLoader
-
 from captioner.api import Captioner
-from captioner.data.dataset import ImageDataset
 from captioner.data.formats import ImageRecord, read_coco_references, read_coco_results, split_records
 from captioner.decoding import DecodeOptions
-from captioner.errors import CaptionerError
+from captioner.errors import CaptionerError, ImageError
 from captioner.io import write_json
 from captioner.metrics import coco_caption_metrics
 
@@ -28,11 +25,15 @@ class Scorer(Protocol):
 
 
 def caption_records(captioner: Captioner, records: list[ImageRecord], options: DecodeOptions = DecodeOptions(),
-                    batch_size: int = 64) -> list[str]:
-    loader = DataLoader(ImageDataset(records, captioner.transform), batch_size=batch_size)
+                    batch_size: int = 64, num_workers: int | None = None) -> list[str]:
+    """The best caption of every record's image, in order; an image that cannot be read is an error
+    (scores over part of a split would not compare)."""
     captions: list[str] = []
-    for pixels in loader:
-        captions += captioner.caption_tensors(pixels, **asdict(options))
+    for batch in captioner.read_images([r.path for r in records], batch_size, num_workers):
+        failed = next(((path, error) for path, error in zip(batch.paths, batch.errors) if error is not None), None)
+        if failed:
+            raise ImageError(*failed)
+        captions += captioner.caption_tensors(batch.pixels, **asdict(options))
     return captions
 
 
@@ -50,19 +51,20 @@ def score_captions(captions: list[str], records: list[ImageRecord], text_metrics
 
 
 def evaluate_records(captioner: Captioner, records: list[ImageRecord], options: DecodeOptions = DecodeOptions(),
-                     batch_size: int = 64, text_metrics: dict | None = None,
-                     scorers: Sequence[Scorer] = ()) -> tuple[dict[str, float], list[str]]:
-    captions = caption_records(captioner, records, options, batch_size)
+                     batch_size: int = 64, text_metrics: dict | None = None, scorers: Sequence[Scorer] = (),
+                     num_workers: int | None = None) -> tuple[dict[str, float], list[str]]:
+    captions = caption_records(captioner, records, options, batch_size, num_workers)
     return score_captions(captions, records, text_metrics, scorers), captions
 
 
 def evaluate_model(captioner: Captioner, records: list[ImageRecord], out_dir: str | Path, split: str = "test",
                    decode: DecodeOptions = DecodeOptions(), batch_size: int = 64, text_metrics: dict | None = None,
-                   scorers: Sequence[Scorer] = ()) -> dict:
+                   scorers: Sequence[Scorer] = (), num_workers: int | None = None) -> dict:
     """Caption ``split`` with the model; write predictions.json (COCO results format) and metrics.json."""
     records = split_records(records, split)
     print(f"captioning {len(records)} {split} images", file=sys.stderr)
-    scores, captions = evaluate_records(captioner, records, decode, batch_size, text_metrics or {}, scorers)
+    scores, captions = evaluate_records(captioner, records, decode, batch_size, text_metrics or {}, scorers,
+                                        num_workers)
     write_json(Path(out_dir) / "predictions.json",
                [{"image_id": r.image_id, "caption": c} for r, c in zip(records, captions)])
     return _finish(out_dir, scores | {"num_images": len(records)})

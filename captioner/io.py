@@ -1,4 +1,5 @@
-"""Atomic file writing: a reader never sees a half-written output or checkpoint."""
+"""Safe file writing: atomic files (a reader never sees a half-written output or checkpoint) and
+JSON lines that a crash cuts only between rows."""
 
 from __future__ import annotations
 
@@ -40,3 +41,42 @@ def write_json(path: str | Path, data) -> None:
     with atomic_open(path) as handle:
         json.dump(data, handle, indent=2)
         handle.write("\n")
+
+
+def complete_jsonl_rows(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file that a killed writer may have left: each complete line's object.
+    A torn last line (no newline at its end) is cut off the file, so appending goes on after the last
+    whole row."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    if len(whole) < len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(len(whole))
+    return [json.loads(line) for line in whole.decode("utf-8").splitlines() if line.strip()]
+
+
+class JsonLines:
+    """Appends one JSON object a line, each flushed when written: a crash loses at most the line being written."""
+
+    def __init__(self, path: str | Path, append: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("a" if append else "w", encoding="utf-8")
+
+    def write(self, row: dict) -> None:
+        self.handle.write(json.dumps(row) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+
+    def __enter__(self) -> JsonLines:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -63,7 +63,7 @@ def train(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decode
         test_records = split_records(records, test_split)
         best = Captioner.load(out_dir / BEST, device=captioner.device)
         scores, captions = evaluate_records(best, test_records, decode, trainer.val_batch_size, text_metrics or {},
-                                            scorers)
+                                            scorers, trainer.num_workers)
         metrics |= {k: round(v, 4) for k, v in scores.items()}
         print_examples(test_records, captions, show_examples)
         print(f"{test_split}: " + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()), file=sys.stderr)

@@ -286,7 +286,8 @@ class Trainer:
         scores = {}
         if self.val_captioned:
             scores, _ = evaluate_records(self.scored, self.val_captioned, batch_size=self.config.val_batch_size,
-                                         text_metrics={"meteor": self.config.val_meteor}, scorers=self.scorers)
+                                         text_metrics={"meteor": self.config.val_meteor}, scorers=self.scorers,
+                                         num_workers=self.config.num_workers)
         return {"val_loss": round(total / max(1, count), 4)} | {f"val_{k}": round(v, 4) for k, v in scores.items()}
 
     def _save_last(self) -> None:

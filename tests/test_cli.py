@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +85,43 @@ def test_missing_checkpoint(tmp_path, trained):
     result = cli("caption", f"checkpoint={tmp_path / 'nope.pt'}", f"input={image}", cwd=tmp_path)
     assert result.returncode == 1 and "nope.pt: checkpoint not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_jsonl_output_survives_sigkill_and_resumes_to_the_uninterrupted_file(trained, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    images = sorted((trained / "data" / "images").rglob("*.png"))
+    for i in range(300):
+        shutil.copy(images[i % len(images)], folder / f"{i:04d}.png")
+    (folder / "0007.png").write_text("broken")  # a failure is a row too, and is not retried
+    command = [sys.executable, "-m", "captioner.cli.caption", f"checkpoint={trained / 'run' / 'model.pt'}",
+               f"input={folder}", "batch_size=1", "decode.beam_size=6"]
+    whole = tmp_path / "whole.jsonl"
+    assert subprocess.run([*command, f"output={whole}"], capture_output=True, cwd=tmp_path).returncode == 1
+
+    killed = tmp_path / "killed.jsonl"
+    process = subprocess.Popen([*command, f"output={killed}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and (
+            not killed.is_file() or killed.read_bytes().count(b"\n") < 20):
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    written = killed.read_bytes().count(b"\n")
+    assert 20 <= written < 300, written  # killed mid-run
+    with killed.open("ab") as handle:
+        handle.write(b'{"path": "torn')  # as a kill in the middle of a line would leave it
+    resumed = subprocess.run([*command, f"output={killed}", "resume=true"], capture_output=True, text=True,
+                             cwd=tmp_path)
+    assert resumed.returncode == 1 and f"resuming: {written} of 300 files already in" in resumed.stderr
+    assert resumed.stdout.count("\n") == 300 - written  # only the rest was captioned
+    assert killed.read_text() == whole.read_text()  # no row lost, none twice, the same order
+    rows = [json.loads(line) for line in whole.read_text().splitlines()]
+    assert len(rows) == 300 and [r["error"] is not None for r in rows].count(True) == 1
+
+
+def test_resume_needs_a_jsonl_output(trained, tmp_path):
+    result = cli("caption", f"checkpoint={trained / 'run' / 'model.pt'}", f"input={tmp_path}", "output=c.json",
+                 "resume=true", cwd=tmp_path)
+    assert result.returncode == 1 and "error: resume=true needs output=FILE.jsonl" in result.stderr

@@ -17,56 +17,84 @@ from captioner.data.images import IMAGE_EXTENSIONS
 from captioner.decoding import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.errors import CaptionerError
-from captioner.io import atomic_open
+from captioner.io import JsonLines, atomic_open, complete_jsonl_rows
 from captioner.paths import expand_inputs
 
 
 def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOptions = DecodeOptions(),
-        batch_size: int = 32, device: str = "cpu") -> dict:
-    """Print ``path<TAB>caption`` per image; unreadable files are reported and skipped."""
-    if output is not None and Path(output).suffix.lower() not in (".json", ".csv"):
-        raise CaptionerError(f"output={output}: must end in .json or .csv")
+        batch_size: int = 32, device: str = "cpu", resume: bool = False, num_workers: int | None = None) -> dict:
+    """Print ``path<TAB>caption`` per image; unreadable files are reported and skipped.
+
+    ``output``: ``.json`` or ``.csv``, written whole at the end, or ``.jsonl``, a row appended as
+    each image is captioned (nothing accumulates in memory); ``resume`` then skips the files the
+    ``.jsonl`` already holds, so a run killed at image 900,000 goes on from there.
+    """
+    suffix = Path(output).suffix.lower() if output is not None else None
+    if output is not None and suffix not in (".json", ".csv", ".jsonl"):
+        raise CaptionerError(f"output={output}: must end in .json, .csv or .jsonl")
+    if resume and suffix != ".jsonl":
+        raise CaptionerError("resume=true needs output=FILE.jsonl, whose rows are written as they are made")
     paths = expand_inputs(input, IMAGE_EXTENSIONS)
+    earlier = complete_jsonl_rows(output) if resume else []
+    done = {row["path"] for row in earlier}
+    todo = [path for path in paths if str(path) not in done]
+    if resume:
+        print(f"resuming: {len(paths) - len(todo)} of {len(paths)} files already in {output}", file=sys.stderr)
     captioner = Captioner.load(checkpoint, device=resolve_device(device))
-    results: list[CaptionResult] = []
-    for result in captioner.caption_files(paths, batch_size, **asdict(decode)):
-        results.append(result)
-        if result.error:
-            print(f"error: {result.path}: {result.error}", file=sys.stderr)
-        else:
-            print(f"{result.path}\t{result.caption}", flush=True)
-    failed = [r for r in results if r.error]
-    if output is not None:
-        write_results(Path(output), results)
-    if failed and len(results) > 1:
-        print(f"{len(failed)} of {len(results)} files could not be captioned:", file=sys.stderr)
+    stream = JsonLines(output, append=resume) if suffix == ".jsonl" else None
+    kept: list[CaptionResult] = []  # for a .json or .csv written at the end
+    failed: list[CaptionResult] = []
+    try:
+        for result in captioner.caption_files(todo, batch_size, num_workers, **asdict(decode)):
+            if stream is not None:
+                stream.write(result_row(result))
+            elif output is not None:
+                kept.append(result)
+            if result.error:
+                failed.append(result)
+                print(f"error: {result.path}: {result.error}", file=sys.stderr)
+            else:
+                print(f"{result.path}\t{result.caption}", flush=True)
+    finally:
+        if stream is not None:
+            stream.close()
+    if output is not None and stream is None:
+        write_results(Path(output), kept)
+    if failed and len(todo) > 1:
+        print(f"{len(failed)} of {len(todo)} files could not be captioned:", file=sys.stderr)
         for result in failed:
             print(f"  {result.path}: {result.error}", file=sys.stderr)
-    return {"captioned": len(results) - len(failed), "failed": len(failed)}
+    failed_earlier = sum(row["error"] is not None for row in earlier)  # the exit status is the whole run's
+    return {"captioned": len(todo) - len(failed), "failed": len(failed) + failed_earlier,
+            "skipped": len(paths) - len(todo)}
+
+
+def result_row(result: CaptionResult) -> dict:
+    """One output row: every field, with all candidates when decode.num_captions > 1."""
+    row = {"path": result.path, "caption": result.caption, "log_prob": result.log_prob, "error": result.error}
+    if result.candidates and len(result.candidates) > 1:
+        row["candidates"] = [{"caption": c, "log_prob": lp} for c, lp in result.candidates]
+    return row
 
 
 def write_results(path: Path, results: list[CaptionResult]) -> None:
-    """JSON: every field, with all candidates when decode.num_captions > 1; CSV: the best caption."""
-    rows = [{"path": r.path, "caption": r.caption, "log_prob": r.log_prob, "error": r.error} for r in results]
+    """JSON: every field (``result_row``); CSV: the best caption."""
     with atomic_open(path) as handle:
         if path.suffix.lower() == ".json":
-            for row, result in zip(rows, results):
-                if result.candidates and len(result.candidates) > 1:
-                    row["candidates"] = [{"caption": c, "log_prob": lp} for c, lp in result.candidates]
-            json.dump(rows, handle, indent=2)
+            json.dump([result_row(r) for r in results], handle, indent=2)
             handle.write("\n")
         else:
-            fields = list(rows[0]) if rows else ["path", "caption", "log_prob", "error"]
-            writer = csv.DictWriter(handle, fieldnames=fields)
+            fields = ["path", "caption", "log_prob", "error"]
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(result_row(r) for r in results)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="caption")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         counts = run(cfg.checkpoint, str(cfg.input), cfg.output, typed(DecodeOptions, cfg.decode, "decode"),
-                     cfg.batch_size, cfg.device)
+                     cfg.batch_size, cfg.device, cfg.resume, cfg.num_workers)
     if counts["failed"]:
         sys.exit(1)
 

@@ -33,7 +33,7 @@ def main(cfg: DictConfig) -> None:
             decode = typed(DecodeOptions, cfg.decode, "decode")
             captioner = Captioner.load(cfg.checkpoint, device=resolve_device(cfg.device))  # before any data work
             evaluate_model(captioner, instantiate_records(cfg.data), out_dir, cfg.split, decode, cfg.batch_size,
-                           text_metrics, data_scorers(cfg.data))
+                           text_metrics, data_scorers(cfg.data), cfg.num_workers)
         elif cfg.predictions and cfg.references:
             evaluate_files(cfg.predictions, cfg.references, out_dir, text_metrics)
         else:

@@ -60,19 +60,6 @@ class CaptionDataset(Dataset):
         return image
 
 
-class ImageDataset(Dataset):
-    """Preprocessed images alone, for decoding a split."""
-
-    def __init__(self, records: list[ImageRecord], transform: Callable):
-        self.records, self.transform = records, transform
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.transform(load_image(self.records[index].path))
-
-
 def collate_captions(batch: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]], pad: int):
     """-> images (B, 3, S, S), padded captions (N, T), which image each caption is of (N,),
     word targets (B, V)."""
