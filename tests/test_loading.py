@@ -52,6 +52,6 @@ def test_evaluation_refuses_an_unreadable_image_naming_it(tiny_checkpoint, tiny_
 
 
 def test_default_workers_leave_a_core_to_the_model(monkeypatch):
-    for cores, workers in ((1, 0), (2, 1), (16, 8), (None, 0)):
+    for cores, workers in ((1, 0), (2, 0), (3, 2), (16, 8), (None, 0)):
         monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
         assert default_workers() == workers

@@ -21,8 +21,11 @@ from captioner.errors import ImageError
 
 
 def default_workers() -> int:
-    """Loader processes when none are asked for: one core is left to the model (at most 8)."""
-    return max(0, min(8, (os.cpu_count() or 1) - 1))
+    """Loader processes when none are asked for: one core is left to the model (at most 8); none on
+    two cores or fewer, where a worker took its core from the model and gained nothing
+    (benchmarks/README.md, "caption_loading.py")."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(8, cores - 1)
 
 
 @dataclass
