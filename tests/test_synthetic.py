@@ -106,3 +106,20 @@ def test_three_object_captions_name_the_anchor_first_and_refer_to_it():
                                  scene)
     assert not caption_matches_scene("a red circle with a blue square right of it and a green star below it", scene)
     assert not caption_matches_scene("a blue square with a red circle left of it and a green star above it", scene)
+
+
+def test_the_attribute_accuracy_scorer_splits_seen_and_held_out_pairs(tiny_records):
+    from captioner.synthetic.scoring import AttributeAccuracy
+
+    records = [r for r in tiny_records if r.split == "test"]
+    novel = [bool(r.extra["attributes"]["novel"]) for r in records]
+    assert any(novel) and not all(novel)
+    right = [r.captions[0] for r in records]  # a reference names every object and relation right
+    wrong = [c if n else "a red circle" for c, n in zip(right, novel)]  # every seen scene wrong
+    assert AttributeAccuracy()(right, records) == {"attribute_accuracy": 1.0, "attribute_accuracy_seen": 1.0,
+                                                   "attribute_accuracy_novel": 1.0}
+    scores = AttributeAccuracy()(wrong, records)
+    assert scores["attribute_accuracy_seen"] == 0.0 and scores["attribute_accuracy_novel"] == 1.0
+    assert scores["attribute_accuracy"] == sum(novel) / len(records)
+    plain = [r.__class__(r.image_id, r.path, r.captions, r.split) for r in records]  # no ground truth: real data
+    assert AttributeAccuracy()(right, plain) == {}
