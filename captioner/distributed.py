@@ -1,11 +1,15 @@
-"""Multi-process training with PyTorch DDP, one process per device, launched by ``torchrun``.
+"""Several processes, one per device, launched by ``torchrun``: training with PyTorch DDP, and
+captioning with the inputs split across the processes.
 
-Gloo on CPU, NCCL on CUDA. Only rank 0 writes files and logs; the others train and wait.
+Gloo on CPU, NCCL on CUDA. Only rank 0 writes files and logs; the others work and wait.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 
 import torch
 import torch.distributed as dist
@@ -54,3 +58,39 @@ def mean_across_processes(value: float, device: torch.device) -> float:
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def init_if_launched(device: torch.device) -> tuple[int, int, torch.device]:
+    """Under torchrun (``RANK`` set) join the process group, as training does; otherwise a single process."""
+    return init("ddp" if "RANK" in os.environ else "single", device)
+
+
+def broadcast_from_main(value):
+    """Rank 0's ``value`` in every process (the value itself in a single process)."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def share(items: Sequence) -> Sequence:
+    """This process's share of ``items``: every world-th from its rank on (all of them in a single process)."""
+    return items[dist.get_rank() :: dist.get_world_size()] if dist.is_initialized() else items
+
+
+def in_input_order(results: Iterable, count: int, chunk: int) -> Iterator:
+    """Every process's results for its :func:`share` of ``count`` items -> on rank 0 all results in
+    the items' order, gathered ``chunk`` per process at a time so that nothing piles up; nothing
+    on the other ranks (which must still drive the iterator: each round is a collective call)."""
+    results = iter(results)
+    if not dist.is_initialized():
+        yield from results
+        return
+    world, rank = dist.get_world_size(), dist.get_rank()
+    for _ in range(math.ceil(math.ceil(count / world) / chunk)):
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(list(islice(results, chunk)), gathered, dst=0)
+        if rank == 0:
+            for k in range(max(len(part) for part in gathered)):  # share r holds items r, r + world, ...
+                yield from (part[k] for part in gathered if k < len(part))

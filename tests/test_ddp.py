@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import cli, tiny_data
@@ -43,3 +46,28 @@ def test_ddp_outside_torchrun_says_how_to_launch(tmp_path):
     result = cli("train", "trainer.strategy=ddp", *tiny_data(tmp_path), f"hydra.run.dir={tmp_path / 'run'}",
                  cwd=tmp_path)
     assert result.returncode == 1 and "runs under torchrun: torchrun --standalone" in result.stderr
+
+
+def test_captioning_under_torchrun_splits_the_files_and_writes_one_output_in_input_order(trained, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(sorted((trained / "data" / "images").rglob("*.png"))[:9]):
+        shutil.copy(image, folder / f"{i}.png")
+    (folder / "4.png").write_text("broken")  # a failure on one rank is reported by rank 0 all the same
+    common = [f"checkpoint={trained / 'run' / 'model.pt'}", f"input={folder}", "batch_size=2", "decode.beam_size=2"]
+    outputs = {}
+    for name, launcher in (("one", [sys.executable, "-m", "captioner.cli.caption"]),
+                           ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                    "--nproc_per_node=2", "-m", "captioner.cli.caption"])):
+        result = subprocess.run([*launcher, *common, f"output={tmp_path / name}.jsonl"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 1, result.stderr  # the broken file
+        outputs[name] = (result.stdout, (tmp_path / f"{name}.jsonl").read_text())
+        assert result.stderr.count("error: ") == 1 and "4.png: not an image Pillow can read" in result.stderr
+    rows = [json.loads(line) for line in outputs["two"][1].splitlines()]
+    assert [Path(r["path"]).name for r in rows] == [f"{i}.png" for i in range(9)]
+    assert [(r["path"], r["caption"], r["error"]) for r in rows] == [
+        (r["path"], r["caption"], r["error"]) for r in map(json.loads, outputs["one"][1].splitlines())]
+    single = [json.loads(line)["log_prob"] for line in outputs["one"][1].splitlines()]
+    assert [r["log_prob"] for r in rows] == pytest.approx(single, abs=1e-5)  # other batches: rounding at most
+    assert outputs["two"][0] == outputs["one"][0]  # the same lines on stdout, in the same order

@@ -11,6 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from captioner import distributed
 from captioner.api import Captioner, CaptionResult
 from captioner.cli.common import CONFIG_PATH, typed, user_errors
 from captioner.data.images import IMAGE_EXTENSIONS
@@ -27,7 +28,8 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
 
     ``output``: ``.json`` or ``.csv``, written whole at the end, or ``.jsonl``, a row appended as
     each image is captioned (nothing accumulates in memory); ``resume`` then skips the files the
-    ``.jsonl`` already holds, so a run killed at image 900,000 goes on from there.
+    ``.jsonl`` already holds, so a run killed at image 900,000 goes on from there. Under torchrun
+    each process captions every world-th file and rank 0 writes them all, in input order.
     """
     suffix = Path(output).suffix.lower() if output is not None else None
     if output is not None and suffix not in (".json", ".csv", ".jsonl"):
@@ -35,17 +37,34 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
     if resume and suffix != ".jsonl":
         raise CaptionerError("resume=true needs output=FILE.jsonl, whose rows are written as they are made")
     paths = expand_inputs(input, IMAGE_EXTENSIONS)
-    earlier = complete_jsonl_rows(output) if resume else []
-    done = {row["path"] for row in earlier}
-    todo = [path for path in paths if str(path) not in done]
+    _, _, torch_device = distributed.init_if_launched(resolve_device(device))
+    try:
+        captioner = Captioner.load(checkpoint, device=torch_device)
+        # rank 0 alone reads (and may repair) the output; every process then captions its share of the rest
+        earlier = (complete_jsonl_rows(output) if resume else []) if distributed.is_main() else []
+        todo = distributed.broadcast_from_main([p for p in paths if str(p) not in {row["path"] for row in earlier}])
+        mine = captioner.caption_files(distributed.share(todo), batch_size, num_workers, **asdict(decode))
+        results = distributed.in_input_order(mine, len(todo), batch_size)
+        if not distributed.is_main():
+            for _ in results:  # every round of gathering takes every process
+                pass
+            return {"captioned": 0, "failed": 0, "skipped": 0}
+        return _write(results, output, resume, paths, todo, earlier)
+    finally:
+        distributed.shutdown()
+
+
+def _write(results, output: str | None, resume: bool, paths: list[Path], todo: list[Path],
+           earlier: list[dict]) -> dict:
+    """Print and write the results as they come; -> the counts."""
+    suffix = Path(output).suffix.lower() if output is not None else None
     if resume:
         print(f"resuming: {len(paths) - len(todo)} of {len(paths)} files already in {output}", file=sys.stderr)
-    captioner = Captioner.load(checkpoint, device=resolve_device(device))
     stream = JsonLines(output, append=resume) if suffix == ".jsonl" else None
     kept: list[CaptionResult] = []  # for a .json or .csv written at the end
     failed: list[CaptionResult] = []
     try:
-        for result in captioner.caption_files(todo, batch_size, num_workers, **asdict(decode)):
+        for result in results:
             if stream is not None:
                 stream.write(result_row(result))
             elif output is not None:
