@@ -42,7 +42,8 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
         captioner = Captioner.load(checkpoint, device=torch_device)
         # rank 0 alone reads (and may repair) the output; every process then captions its share of the rest
         earlier = (complete_jsonl_rows(output) if resume else []) if distributed.is_main() else []
-        todo = distributed.broadcast_from_main([p for p in paths if str(p) not in {row["path"] for row in earlier}])
+        done = {row["path"] for row in earlier}
+        todo = distributed.broadcast_from_main([path for path in paths if str(path) not in done])
         mine = captioner.caption_files(distributed.share(todo), batch_size, num_workers, **asdict(decode))
         results = distributed.in_input_order(mine, len(todo), batch_size)
         if not distributed.is_main():
