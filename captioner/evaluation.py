@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
+from captioner import distributed
 from captioner.api import Captioner
 from captioner.data.formats import ImageRecord, read_coco_references, read_coco_results, split_records
 from captioner.decoding import DecodeOptions
@@ -60,11 +61,18 @@ def evaluate_records(captioner: Captioner, records: list[ImageRecord], options: 
 def evaluate_model(captioner: Captioner, records: list[ImageRecord], out_dir: str | Path, split: str = "test",
                    decode: DecodeOptions = DecodeOptions(), batch_size: int = 64, text_metrics: dict | None = None,
                    scorers: Sequence[Scorer] = (), num_workers: int | None = None) -> dict:
-    """Caption ``split`` with the model; write predictions.json (COCO results format) and metrics.json."""
+    """Caption ``split`` with the model; write predictions.json (COCO results format) and metrics.json.
+
+    Under torchrun every process captions every world-th image and rank 0 scores them all and
+    writes (the other ranks return an empty dict)."""
     records = split_records(records, split)
-    print(f"captioning {len(records)} {split} images", file=sys.stderr)
-    scores, captions = evaluate_records(captioner, records, decode, batch_size, text_metrics or {}, scorers,
-                                        num_workers)
+    if distributed.is_main():
+        print(f"captioning {len(records)} {split} images", file=sys.stderr)
+    mine = caption_records(captioner, distributed.share(records), decode, batch_size, num_workers)
+    captions = list(distributed.in_input_order(mine, len(records), batch_size))
+    if not distributed.is_main():
+        return {}
+    scores = score_captions(captions, records, text_metrics or {}, scorers)
     write_json(Path(out_dir) / "predictions.json",
                [{"image_id": r.image_id, "caption": c} for r, c in zip(records, captions)])
     return _finish(out_dir, scores | {"num_images": len(records)})

@@ -71,3 +71,20 @@ def test_captioning_under_torchrun_splits_the_files_and_writes_one_output_in_inp
     single = [json.loads(line)["log_prob"] for line in outputs["one"][1].splitlines()]
     assert [r["log_prob"] for r in rows] == pytest.approx(single, abs=1e-5)  # other batches: rounding at most
     assert outputs["two"][0] == outputs["one"][0]  # the same lines on stdout, in the same order
+
+
+def test_evaluation_under_torchrun_scores_the_whole_split_as_one_process_does(trained, tmp_path):
+    common = [f"checkpoint={trained / 'run' / 'model.pt'}", *tiny_data(trained), "metrics.meteor=false",
+              "batch_size=3", "device=cpu"]
+    written = {}
+    for name, launcher in (("one", [sys.executable, "-m", "captioner.cli.evaluate"]),
+                           ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                    "--nproc_per_node=2", "-m", "captioner.cli.evaluate"])):
+        result = subprocess.run([*launcher, *common, f"hydra.run.dir={tmp_path / name}"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count("captioning 8 test images") == 1  # rank 0 alone speaks
+        written[name] = [json.loads((tmp_path / name / f).read_text()) for f in ("predictions.json", "metrics.json")]
+    (one_predictions, one_metrics), (two_predictions, two_metrics) = written["one"], written["two"]
+    assert two_predictions == one_predictions  # every image, in the split's order
+    assert two_metrics == pytest.approx(one_metrics, abs=1e-4) and two_metrics["num_images"] == 8

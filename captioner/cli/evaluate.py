@@ -6,6 +6,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from captioner import distributed
 from captioner.api import Captioner
 from captioner.cli.common import (
     CONFIG_PATH,
@@ -31,9 +32,13 @@ def main(cfg: DictConfig) -> None:
             raise CaptionerError("give either checkpoint=PATH or predictions=FILE references=FILE, not both")
         if cfg.checkpoint:
             decode = typed(DecodeOptions, cfg.decode, "decode")
-            captioner = Captioner.load(cfg.checkpoint, device=resolve_device(cfg.device))  # before any data work
-            evaluate_model(captioner, instantiate_records(cfg.data), out_dir, cfg.split, decode, cfg.batch_size,
-                           text_metrics, data_scorers(cfg.data), cfg.num_workers)
+            _, _, device = distributed.init_if_launched(resolve_device(cfg.device))  # under torchrun: split the images
+            try:
+                captioner = Captioner.load(cfg.checkpoint, device=device)  # before any data work
+                evaluate_model(captioner, instantiate_records(cfg.data, once=True), out_dir, cfg.split, decode,
+                               cfg.batch_size, text_metrics, data_scorers(cfg.data), cfg.num_workers)
+            finally:
+                distributed.shutdown()
         elif cfg.predictions and cfg.references:
             evaluate_files(cfg.predictions, cfg.references, out_dir, text_metrics)
         else:
