@@ -48,19 +48,27 @@ def test_ddp_outside_torchrun_says_how_to_launch(tmp_path):
     assert result.returncode == 1 and "runs under torchrun: torchrun --standalone" in result.stderr
 
 
+def one_and_two_processes(module: str, cwd, *overrides: str, name_override) -> dict:
+    """``python -m captioner.cli.MODULE`` in one process and under torchrun in two; ``name_override(name)``
+    adds each run's own override (its output). -> {"one": result, "two": result}."""
+    launchers = {"one": [sys.executable, "-m", f"captioner.cli.{module}"],
+                 "two": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                         "-m", f"captioner.cli.{module}"]}
+    return {name: subprocess.run([*launcher, *overrides, name_override(name)], cwd=cwd, capture_output=True,
+                                 text=True, timeout=600) for name, launcher in launchers.items()}
+
+
 def test_captioning_under_torchrun_splits_the_files_and_writes_one_output_in_input_order(trained, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
     for i, image in enumerate(sorted((trained / "data" / "images").rglob("*.png"))[:9]):
         shutil.copy(image, folder / f"{i}.png")
     (folder / "4.png").write_text("broken")  # a failure on one rank is reported by rank 0 all the same
-    common = [f"checkpoint={trained / 'run' / 'model.pt'}", f"input={folder}", "batch_size=2", "decode.beam_size=2"]
+    results = one_and_two_processes("caption", tmp_path, f"checkpoint={trained / 'run' / 'model.pt'}",
+                                    f"input={folder}", "batch_size=2", "decode.beam_size=2",
+                                    name_override=lambda name: f"output={tmp_path / name}.jsonl")
     outputs = {}
-    for name, launcher in (("one", [sys.executable, "-m", "captioner.cli.caption"]),
-                           ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                    "--nproc_per_node=2", "-m", "captioner.cli.caption"])):
-        result = subprocess.run([*launcher, *common, f"output={tmp_path / name}.jsonl"], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=600)
+    for name, result in results.items():
         assert result.returncode == 1, result.stderr  # the broken file
         outputs[name] = (result.stdout, (tmp_path / f"{name}.jsonl").read_text())
         assert result.stderr.count("error: ") == 1 and "4.png: not an image Pillow can read" in result.stderr
@@ -74,14 +82,11 @@ def test_captioning_under_torchrun_splits_the_files_and_writes_one_output_in_inp
 
 
 def test_evaluation_under_torchrun_scores_the_whole_split_as_one_process_does(trained, tmp_path):
-    common = [f"checkpoint={trained / 'run' / 'model.pt'}", *tiny_data(trained), "metrics.meteor=false",
-              "batch_size=3", "device=cpu"]
+    results = one_and_two_processes("evaluate", tmp_path, f"checkpoint={trained / 'run' / 'model.pt'}",
+                                    *tiny_data(trained), "metrics.meteor=false", "batch_size=3", "device=cpu",
+                                    name_override=lambda name: f"hydra.run.dir={tmp_path / name}")
     written = {}
-    for name, launcher in (("one", [sys.executable, "-m", "captioner.cli.evaluate"]),
-                           ("two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                    "--nproc_per_node=2", "-m", "captioner.cli.evaluate"])):
-        result = subprocess.run([*launcher, *common, f"hydra.run.dir={tmp_path / name}"], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=600)
+    for name, result in results.items():
         assert result.returncode == 0, result.stderr
         assert result.stderr.count("captioning 8 test images") == 1  # rank 0 alone speaks
         written[name] = [json.loads((tmp_path / name / f).read_text()) for f in ("predictions.json", "metrics.json")]
