@@ -1,4 +1,5 @@
-"""Training as a library call: ``captioner.train(records, out_dir, ...)`` is what ``captioner-train`` runs.
+"""Training as a library call: ``captioner.train(records, out_dir, ...)`` is what ``captioner-train`` runs;
+``extract_features(records, ...)`` what ``captioner-extract`` runs.
 
 Builds the vocabulary from the training captions, the model and its preprocessing, trains on the
 train split, selects ``model.pt`` on val (``trainer.monitor``), then scores it on the test split
@@ -10,6 +11,7 @@ from __future__ import annotations
 import random
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,12 +20,14 @@ from captioner import distributed
 from captioner.api import Captioner
 from captioner.data.formats import ImageRecord, split_records
 from captioner.decoding import DecodeOptions
+from captioner.devices import resolve_device
 from captioner.evaluation import Scorer, evaluate_records
+from captioner.feature_cache import FeatureRows, cached_features
 from captioner.io import write_json
-from captioner.models.encoder import encoder_preprocess
+from captioner.models.encoder import Encoder, encoder_preprocess
 from captioner.models.model import CaptionModel
 from captioner.models.word_classes import WordClasses, with_word_ids
-from captioner.training import BEST, Trainer, TrainerConfig
+from captioner.training import BEST, Trainer, TrainerConfig, feature_extraction
 from captioner.vocab import Vocabulary
 
 
@@ -78,3 +82,22 @@ def print_examples(records: list[ImageRecord], captions: list[str], count: int) 
     stride = max(1, len(records) // count)
     for record, caption in list(zip(records, captions))[::stride][:count]:
         print(f"{record.path}\n  model:     {caption}\n  reference: {record.captions[0]}", file=sys.stderr)
+
+
+def extract_features(records: list[ImageRecord], encoder: dict, trainer: TrainerConfig = TrainerConfig(),
+                     image_size: int | None = 64, seed: int = 0, splits: Sequence[str] = ("train", "val"),
+                     chunk_rows: int = 1024) -> dict[str, FeatureRows]:
+    """Make ahead the feature caches that :func:`train` with ``trainer.feature_cache=True`` reads (e.g.
+    on more GPUs under torchrun, each process encoding its share): the frozen encoder is built as
+    training builds it (the same seed gives the same weights), in the trainer's precision. Images are
+    written and checksummed ``chunk_rows`` at a time: the most an interruption loses per process."""
+    _, _, device = distributed.init_if_launched(resolve_device(trainer.device))
+    torch.manual_seed(seed)
+    model = Encoder(**encoder).to(device)
+    if trainer.channels_last:
+        model.to(memory_format=torch.channels_last)
+    preprocess = encoder_preprocess(encoder["name"], encoder.get("weights"), image_size)
+    return {split: cached_features(model, preprocess, [r.path for r in split_records(records, split)],
+                                   trainer.feature_cache_dir,
+                                   replace(feature_extraction(trainer, device), chunk_rows=chunk_rows))
+            for split in splits}

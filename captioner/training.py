@@ -6,6 +6,10 @@ papers select by). Validation computes the teacher-forced loss on the whole spli
 captions of up to ``val_max_images`` of its images (a seeded subset, the same every epoch)
 scored with the coco-caption metrics and the dataset's own scorers.
 
+With ``feature_cache=True`` a frozen encoder's grid features are computed once
+(:mod:`captioner.feature_cache`) and the epochs read them instead of images, until
+``finetune_after_epochs`` unfreezes the encoder and images come back.
+
 With ``ema_decay > 0`` validation and ``model.pt`` use an exponential moving average of the
 weights (Polyak averaging, as timm's ModelEmaV2; here torch's ``swa_utils``), which the steps never
 touch; its cost and gain: benchmarks/README.md, "The demo recipe".
@@ -37,7 +41,8 @@ from captioner.data.dataset import CaptionDataset, EpochSampler, collate_caption
 from captioner.data.formats import ImageRecord
 from captioner.devices import autocast_dtype, resolve_device
 from captioner.errors import CaptionerError
-from captioner.evaluation import Scorer, evaluate_records
+from captioner.evaluation import Scorer, caption_records, score_captions
+from captioner.feature_cache import Extraction, cached_features
 from captioner.io import atomic_open
 
 LAST, BEST, CURVE = "last.pt", "model.pt", "training_curve.csv"
@@ -70,18 +75,25 @@ class TrainerConfig:
     monitor_mode: str = "max"  # min | max: whether lower or higher is better
     val_max_images: int = 5000  # validation images captioned and scored each epoch (0: the loss alone)
     val_meteor: bool = False  # METEOR in validation too (a Java process each epoch)
+    feature_cache: bool = False  # a frozen encoder runs once per image; the epochs read its cached features
+    feature_cache_dir: str | None = None  # where caches live (None: $XDG_CACHE_HOME/captioner/features)
 
     def __post_init__(self):
         if self.monitor_mode not in ("min", "max"):
             raise CaptionerError(f"trainer.monitor_mode must be min or max, got {self.monitor_mode!r}")
 
 
-def seeded_subset(records: list[ImageRecord], count: int, seed: int) -> list[ImageRecord]:
-    """Up to ``count`` of ``records``, drawn by ``seed`` and kept in their order (all of them when fewer)."""
-    if count >= len(records):
-        return list(records)
-    chosen = sorted(random.Random(f"validation-{seed}").sample(range(len(records)), max(0, count)))
-    return [records[i] for i in chosen]
+def seeded_subset(size: int, count: int, seed: int) -> list[int]:
+    """Up to ``count`` of the indices ``0 .. size - 1``, drawn by ``seed``, in order (all when fewer)."""
+    if count >= size:
+        return list(range(size))
+    return sorted(random.Random(f"validation-{seed}").sample(range(size), max(0, count)))
+
+
+def feature_extraction(config: TrainerConfig, device: torch.device) -> Extraction:
+    """How training computes a feature cache: in the precision and layout its steps would run the encoder."""
+    return Extraction(autocast_dtype(device) if config.amp else None, config.channels_last, config.val_batch_size,
+                      config.num_workers)
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -102,7 +114,8 @@ class Trainer:
         if config.monitor != "val_loss" and config.val_max_images <= 0:
             raise CaptionerError(f"trainer.monitor={config.monitor}: with trainer.val_max_images="
                                  f"{config.val_max_images} validation reports only val_loss")
-        self.val_captioned = seeded_subset(val_records, config.val_max_images, seed)
+        self.val_captioned = seeded_subset(len(val_records), config.val_max_images, seed)
+        self.val_records = val_records
         self.rank, self.world, self.device = distributed.init(config.strategy, resolve_device(config.device))
         if config.batch_size % self.world:
             raise CaptionerError(f"trainer.batch_size={config.batch_size} must divide over {self.world} processes")
@@ -118,10 +131,14 @@ class Trainer:
         if config.cache_images and config.num_workers:
             raise CaptionerError("trainer.cache_images needs trainer.num_workers=0: "
                                  "a worker's cache is lost when the worker ends with its epoch")
-        self.dataset, self.val_dataset = (
+        if config.feature_cache and not captioner.model.encoder.frozen:
+            raise CaptionerError("trainer.feature_cache=true caches a frozen encoder's features: "
+                                 "set model.encoder.freeze=true")
+        self.image_datasets = tuple(
             CaptionDataset(r, captioner.vocab, captioner.transform, captioner.max_length, seed,
                            config.captions_per_image, config.cache_images)
             for r in (train_records, val_records))
+        self.feature_datasets: tuple[CaptionDataset, CaptionDataset] | None = None  # set by fit()
         self.steps_per_epoch = math.ceil(len(train_records) // self.world * self.world / config.batch_size)
         self.total_steps = config.max_epochs * self.steps_per_epoch
         if config.max_steps is not None:
@@ -151,6 +168,8 @@ class Trainer:
     def fit(self) -> dict:
         if self.config.resume:
             self._resume()
+        if self.config.feature_cache and self.captioner.model.encoder.frozen:
+            self.feature_datasets = tuple(self._features_dataset(d) for d in self.image_datasets)
         started = time.perf_counter()
         images_seen, loop_seconds = 0, 0.0
         try:
@@ -179,10 +198,11 @@ class Trainer:
                 encoder_lr = self.config.encoder_lr or self.config.lr
                 print(f"fine-tuning the encoder from epoch {self.epoch + 1} (lr {encoder_lr})", file=sys.stderr)
         self.captioner.model.train()
-        self.dataset.epoch = self.epoch
-        sampler = EpochSampler(len(self.dataset), self.seed, self.epoch,
+        dataset = self._datasets()[0]
+        dataset.epoch = self.epoch
+        sampler = EpochSampler(len(dataset), self.seed, self.epoch,
                                start=self.batch_in_epoch * self.config.batch_size, rank=self.rank, world=self.world)
-        loader = self._loader(self.dataset, sampler)
+        loader = self._loader(dataset, sampler)
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, file=sys.stderr, unit="step",
                    desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}", dynamic_ncols=True, disable=self.rank > 0,
                    mininterval=0.1 if sys.stderr.isatty() else 15)  # a log file gets a line every 15 s, not 10 a second
@@ -211,7 +231,7 @@ class Trainer:
                     word_targets: torch.Tensor) -> float:
         pixels, tokens, image_index, word_targets = (
             t.to(self.device, non_blocking=True) for t in (pixels, tokens, image_index, word_targets))
-        if self.config.channels_last:
+        if self.config.channels_last and pixels.dim() == 4:  # not cached features (B, F)
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             # tokens (N, T): <bos> w1 .. wn <eos> <pad>..; logits (N, T-1, V); word_logits (B, V)
@@ -231,6 +251,17 @@ class Trainer:
         if self.averaged:
             self.averaged.update_parameters(self.captioner.model)
         return caption_loss.item()
+
+    def _datasets(self) -> tuple[CaptionDataset, CaptionDataset]:
+        """Train and val data: cached features while the encoder is frozen and they exist, else images."""
+        frozen = self.captioner.model.encoder.frozen
+        return self.feature_datasets if self.feature_datasets and frozen else self.image_datasets
+
+    def _features_dataset(self, images: CaptionDataset) -> CaptionDataset:
+        rows = cached_features(self.captioner.model.encoder, self.captioner.preprocess,
+                               [r.path for r in images.records], self.config.feature_cache_dir,
+                               feature_extraction(self.config, self.device))
+        return images.with_features(rows)
 
     def _loader(self, dataset, sampler=None) -> DataLoader:
         batch_size = self.config.batch_size // self.world if sampler else self.config.val_batch_size
@@ -274,8 +305,9 @@ class Trainer:
         """Teacher-forced loss on the validation split; the coco-caption metrics and the scorers' figures on
         greedy captions of its captioned subset."""
         model = self.scored.model.eval()
+        val_dataset = self._datasets()[1]
         total, count = 0.0, 0
-        for pixels, tokens, image_index, _ in self._loader(self.val_dataset):
+        for pixels, tokens, image_index, _ in self._loader(val_dataset):
             pixels, tokens = pixels.to(self.device), tokens.to(self.device)
             with self.autocast():
                 logits, _ = model(pixels, tokens[:, :-1], image_index.to(self.device))  # (N, T-1, V)
@@ -285,10 +317,19 @@ class Trainer:
             count += words
         scores = {}
         if self.val_captioned:
-            scores, _ = evaluate_records(self.scored, self.val_captioned, batch_size=self.config.val_batch_size,
-                                         text_metrics={"meteor": self.config.val_meteor}, scorers=self.scorers,
-                                         num_workers=self.config.num_workers)
+            records = [self.val_records[i] for i in self.val_captioned]
+            scores = score_captions(self._val_captions(val_dataset, records), records,
+                                    {"meteor": self.config.val_meteor}, self.scorers)
         return {"val_loss": round(total / max(1, count), 4)} | {f"val_{k}": round(v, 4) for k, v in scores.items()}
+
+    def _val_captions(self, val_dataset: CaptionDataset, records: list[ImageRecord]) -> list[str]:
+        """Greedy captions of the captioned subset: from its cached features when validation reads them."""
+        size = self.config.val_batch_size
+        if val_dataset.features is None:
+            return caption_records(self.scored, records, batch_size=size, num_workers=self.config.num_workers)
+        chosen, rows = self.val_captioned, val_dataset.features
+        return [caption for start in range(0, len(chosen), size) for caption in
+                self.scored.caption_tensors(torch.stack([rows[i] for i in chosen[start : start + size]]))]
 
     def _save_last(self) -> None:
         if self.rank > 0:

@@ -93,3 +93,19 @@ def test_evaluation_under_torchrun_scores_the_whole_split_as_one_process_does(tr
     (one_predictions, one_metrics), (two_predictions, two_metrics) = written["one"], written["two"]
     assert two_predictions == one_predictions  # every image, in the split's order
     assert two_metrics == pytest.approx(one_metrics, abs=1e-4) and two_metrics["num_images"] == 8
+
+
+def test_extraction_under_torchrun_writes_the_cache_one_process_writes(tmp_path):
+    import numpy as np
+
+    settings = [*tiny_data(tmp_path), "model.image_size=32", "model.encoder.stage=layer2", "model.encoder.freeze=true",
+                "trainer.device=cpu", "trainer.amp=false", "splits=[train]", "chunk_rows=4"]
+    runs = one_and_two_processes("extract", tmp_path, *settings,
+                                 name_override=lambda name: f"trainer.feature_cache_dir={tmp_path / name}")
+    for result in runs.values():
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count("wrote the feature cache") == 1  # rank 0 completes it
+    one, two = (next((tmp_path / name).glob("*/features.npy")) for name in ("one", "two"))
+    assert one.parent.name == two.parent.name  # the same key
+    assert len(list(two.parent.glob("chunks-*.jsonl"))) == 2  # both processes encoded a share
+    assert np.allclose(np.load(one), np.load(two), rtol=1e-3, atol=1e-3)  # batches of other sizes

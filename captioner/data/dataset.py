@@ -1,9 +1,10 @@
-"""Torch datasets over image records: one image decode per image per epoch (or once, cached)."""
+"""Torch datasets over image records: one image decode per image per epoch (or once, cached), or
+the rows of a feature cache."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -24,23 +25,35 @@ class CaptionDataset(Dataset):
     ``cache_images=True`` keeps each preprocessed image in memory after its first decode (the
     same tensors, so training is unchanged); it needs the data loaded in this process
     (``num_workers=0``: a worker's cache would die with the worker at the end of each epoch).
+
+    ``features`` (rows in the records' order, :class:`~captioner.feature_cache.FeatureRows`) give
+    each image's cached encoder features (F,) in place of the image.
     """
 
     def __init__(self, records: list[ImageRecord], vocab: Vocabulary, transform: Callable,
-                 max_length: int, seed: int = 0, captions_per_image: str = "all", cache_images: bool = False):
+                 max_length: int, seed: int = 0, captions_per_image: str = "all", cache_images: bool = False,
+                 features: Sequence[torch.Tensor] | None = None):
         if captions_per_image not in ("all", "one"):
             raise CaptionerError(f"captions_per_image must be all or one, got {captions_per_image!r}")
         self.records, self.vocab, self.transform = records, vocab, transform
         self.max_length, self.seed, self.epoch = max_length, seed, 0
         self.captions_per_image = captions_per_image
         self.cache: dict[int, torch.Tensor] | None = {} if cache_images else None
+        self.features = features
+        if features is not None and len(features) != len(records):
+            raise CaptionerError(f"{len(features)} feature rows for {len(records)} images")
+
+    def with_features(self, features: Sequence[torch.Tensor]) -> CaptionDataset:
+        """The same captions with each image's cached features in place of the image."""
+        return CaptionDataset(self.records, self.vocab, self.transform, self.max_length, self.seed,
+                              self.captions_per_image, features=features)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
-        """-> image (3, S, S), caption ids [(T,)], and word targets (V,): the fraction of the
-        image's captions that use each word."""
+        """-> image (3, S, S) or its features (F,), caption ids [(T,)], and word targets (V,): the
+        fraction of the image's captions that use each word."""
         record = self.records[index]
         all_tokens = [torch.tensor(self.vocab.encode(c, self.max_length)) for c in record.captions]
         word_targets = torch.zeros(len(self.vocab))
@@ -52,6 +65,8 @@ class CaptionDataset(Dataset):
         return self._image(index), all_tokens, word_targets
 
     def _image(self, index: int) -> torch.Tensor:
+        if self.features is not None:
+            return self.features[index]
         if self.cache is not None and index in self.cache:
             return self.cache[index]
         image = self.transform(load_image(self.records[index].path))
@@ -61,7 +76,7 @@ class CaptionDataset(Dataset):
 
 
 def collate_captions(batch: list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]], pad: int):
-    """-> images (B, 3, S, S), padded captions (N, T), which image each caption is of (N,),
+    """-> images (B, 3, S, S) or features (B, F), padded captions (N, T), which image each caption is of (N,),
     word targets (B, V)."""
     images = torch.stack([image for image, _, _ in batch])  # (B, 3, S, S)
     captions = [t for _, tokens, _ in batch for t in tokens]

@@ -97,6 +97,7 @@ class Encoder(nn.Module):
         if stage not in stages:
             raise CaptionerError(f"encoder {name} has no stage {stage!r}; its stages are: {', '.join(stages)}")
         node, channels = stage, stages[stage]
+        self.identity = {"name": name, "stage": stage, "grid_size": grid_size}  # what, besides weights, shapes features
         backbone = build_backbone(name, weights)
         self.body = create_feature_extractor(backbone, return_nodes={node: "features"})
         self.pool = nn.AdaptiveAvgPool2d(grid_size)
@@ -126,9 +127,14 @@ class Encoder(nn.Module):
             self.body.eval()
         return self
 
+    def grid_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) -> the backbone's map pooled to the grid, flattened (B, F): what a
+        feature cache holds for a frozen backbone (:mod:`captioner.feature_cache`)."""
+        return self.pool(self.body(images)["features"]).flatten(1)  # (B, C * grid * grid)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        feature_map = self.body(images)["features"]  # (B, C, h, w)
-        return self.norm(self.pool(feature_map).flatten(1))  # (B, C * grid * grid)
+        """Images (B, 3, H, W), or their :meth:`grid_features` (B, F) read from a cache -> features (B, F)."""
+        return self.norm(images if images.dim() == 2 else self.grid_features(images))
 
 
 def _shapes_only(name: str) -> nn.Module:

@@ -20,7 +20,8 @@ class CaptionModel(nn.Module):
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor,
                 image_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher forcing: images (B, 3, H, W), tokens (N, T) -> word logits (N, T, V), and
+        """Teacher forcing: images (B, 3, H, W) (or their cached grid features (B, F), see
+        :meth:`Encoder.forward`), tokens (N, T) -> word logits (N, T, V), and
         the logits of each word appearing in the image's captions (B, V): the decoder's word head,
         trained by an auxiliary loss as a signal that reaches the encoder directly (Wu et al.,
         2016, "What value do explicit high level concepts have in vision to language problems?").
