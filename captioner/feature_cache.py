@@ -209,7 +209,8 @@ def _complete(folder: Path, rows: int, chunk_rows: int) -> None:
         raise CaptionerError(f"{folder}: chunks {missing[:5]} were not written as recorded; run again")
     write_json(folder / COMPLETE, {"rows": rows, "chunk_rows": chunk_rows, "crc": crc})
     size = (folder / FEATURES).stat().st_size
-    print(f"wrote the feature cache {folder} ({rows} images, {size / 2**30:.2f} GiB)", file=sys.stderr)
+    shown = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+    print(f"wrote the feature cache {folder} ({rows} images, {shown})", file=sys.stderr)
 
 
 def _damage(folder: Path, complete: dict, rows: int, dim: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,15 @@ def tiny_trainer(**overrides) -> TrainerConfig:
     settings = {"device": "cpu", "max_epochs": 1, "batch_size": 8, "warmup_steps": 2, "checkpoint_every_steps": 1000,
                 "val_batch_size": 16}
     return TrainerConfig(**(settings | overrides))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache_home(tmp_path_factory) -> Path:
+    """Feature caches (and anything else kept in the user's cache) go to a temporary folder, in
+    this process and in the commands it runs."""
+    folder = tmp_path_factory.mktemp("cache_home")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

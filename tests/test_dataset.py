@@ -1,9 +1,12 @@
+from dataclasses import replace
 from functools import partial
 
+import pytest
 import torch
 
 from captioner.data.dataset import CaptionDataset, EpochSampler, collate_captions
 from captioner.data.transforms import Preprocess
+from captioner.errors import ImageError
 from captioner.vocab import Vocabulary
 
 
@@ -43,11 +46,11 @@ def test_epoch_sampler_resumes_mid_epoch():
 
 
 def test_cached_images_are_decoded_once_and_equal_the_uncached(tiny_records, monkeypatch):
-    import captioner.data.dataset as dataset_module
+    import captioner.data.loading as loading_module
 
     decodes = []
-    real_load = dataset_module.load_image
-    monkeypatch.setattr(dataset_module, "load_image", lambda path: decodes.append(path) or real_load(path))
+    real_load = loading_module.load_image
+    monkeypatch.setattr(loading_module, "load_image", lambda path: decodes.append(path) or real_load(path))
     vocab = Vocabulary.build(c for r in tiny_records for c in r.captions)
     make = partial(CaptionDataset, tiny_records[:4], vocab, Preprocess(32).transform(), 30)
     cached, uncached = make(cache_images=True), make()
@@ -55,3 +58,14 @@ def test_cached_images_are_decoded_once_and_equal_the_uncached(tiny_records, mon
         for i in range(4):
             assert torch.equal(cached[i][0], uncached[i][0])
     assert len(decodes) == 4 + 8  # the cached dataset once per image, the other every time
+
+
+def test_an_unreadable_training_image_stops_training_naming_it(tiny_records, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a picture")
+    vocab = Vocabulary.build(c for r in tiny_records for c in r.captions)
+    dataset = CaptionDataset([tiny_records[0], replace(tiny_records[1], path=bad)], vocab, Preprocess(32).transform(),
+                             30)
+    assert dataset[0][0].shape == (3, 32, 32)
+    with pytest.raises(ImageError, match=f"{bad}: not an image Pillow can read"):
+        dataset[1]

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("recipe, grid, attention", [("coco_show_tell", 1, 0), ("coco_attention", 7, 512)])
-def test_a_coco_recipe_trains_selects_by_cider_and_decodes_with_beam_3(tmp_path, recipe, grid, attention):
+def test_a_coco_recipe_trains_selects_by_cider_and_decodes_with_beam_3(tmp_path, recipe, grid, attention,
+                                                                      cache_home):
     data = make_karpathy(tmp_path / "coco")  # images/val2014/img_N.jpg, dataset_coco.json with restval
     run = tmp_path / "run"
     result = cli("train", f"experiment={recipe}", f"data.split_file={data / 'dataset_coco.json'}",
@@ -23,6 +24,8 @@ def test_a_coco_recipe_trains_selects_by_cider_and_decodes_with_beam_3(tmp_path,
                  "show_examples=0", f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "cache" / "resized_256").is_dir()  # the recipe's pre-resized copies
+    assert result.stderr.count("wrote the feature cache") == 2  # the frozen epochs read cached features
+    assert any((cache_home / "captioner" / "features").glob("*/features.npy"))
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"val_CIDEr", "CIDEr", "Bleu_4"} <= set(metrics) and metrics["step"] == 2
     payload = torch.load(run / "model.pt", weights_only=True)

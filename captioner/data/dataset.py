@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from captioner.data.formats import ImageRecord
-from captioner.data.images import load_image
-from captioner.errors import CaptionerError
+from captioner.data.loading import ImageFiles
+from captioner.errors import CaptionerError, ImageError
 from captioner.vocab import Vocabulary
 
 
@@ -36,6 +36,7 @@ class CaptionDataset(Dataset):
         if captions_per_image not in ("all", "one"):
             raise CaptionerError(f"captions_per_image must be all or one, got {captions_per_image!r}")
         self.records, self.vocab, self.transform = records, vocab, transform
+        self.images = ImageFiles([r.path for r in records], transform)  # how every path reads image files
         self.max_length, self.seed, self.epoch = max_length, seed, 0
         self.captions_per_image = captions_per_image
         self.cache: dict[int, torch.Tensor] | None = {} if cache_images else None
@@ -69,7 +70,9 @@ class CaptionDataset(Dataset):
             return self.features[index]
         if self.cache is not None and index in self.cache:
             return self.cache[index]
-        image = self.transform(load_image(self.records[index].path))
+        path, image, error = self.images[index]
+        if error is not None:  # training needs every image: a bad one stops it, named
+            raise ImageError(path, error)
         if self.cache is not None:
             self.cache[index] = image
         return image

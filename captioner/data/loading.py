@@ -2,8 +2,8 @@
 processes while the model runs, in input order, a file that cannot be read travelling as its
 reason (so a bad file in a worker is reported as one in the main process, and the rest go on).
 
-Captioning, evaluation and validation read images through it; training's CaptionDataset has
-its captions too and its own loader.
+Captioning, evaluation, validation and feature extraction read images through ``load_images``;
+training's CaptionDataset reads them with :class:`ImageFiles` too, beside its captions.
 """
 
 from __future__ import annotations
