@@ -44,8 +44,9 @@ from captioner.errors import CaptionerError
 from captioner.evaluation import Scorer, caption_records, score_captions
 from captioner.feature_cache import Extraction, cached_features
 from captioner.io import atomic_open
+from captioner.pictures.plots import training_curve_png
 
-LAST, BEST, CURVE = "last.pt", "model.pt", "training_curve.csv"
+LAST, BEST, CURVE, CURVE_PLOT = "last.pt", "model.pt", "training_curve.csv", "training_curve.png"
 
 
 @dataclass
@@ -291,6 +292,7 @@ class Trainer:
             writer = csv.DictWriter(handle, fieldnames=list(self.curve[-1]))
             writer.writeheader()
             writer.writerows(self.curve)
+        training_curve_png(self.out_dir / CURVE_PLOT, self.curve, self.config.monitor, self.config.monitor_mode)
         distributed.barrier()
 
     def _monitored(self, row: dict) -> float:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from conftest import cli, tiny_data
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +90,8 @@ def test_training_sweep_ends_in_one_summary_table(trained, tmp_path):
     cider = [float(r["val_CIDEr"]) for r in rows]
     assert cider == sorted(cider, reverse=True)  # best first by trainer.monitor (val_CIDEr, higher is better)
     assert "Best first by val_CIDEr (higher is better)." in (sweep / "summary.md").read_text()
+    with Image.open(sweep / "summary.png") as picture:  # one bar per job
+        assert picture.format == "PNG" and picture.height >= 150
 
 
 def test_sweep_through_submitit_ends_in_one_summary_table(trained, tmp_path):

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
+from PIL import Image
 
 from captioner import Captioner, CaptionerError
 from captioner.checkpoint import load_checkpoint
@@ -15,7 +16,10 @@ from captioner.training import Trainer, warmup_cosine
 def test_run_writes_checkpoints_curve_and_metrics(tiny_records, tmp_path):
     metrics = train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=2), image_size=32,
                     scorers=[AttributeAccuracy()])
-    assert {"last.pt", "model.pt", "metrics.json", "training_curve.csv"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"last.pt", "model.pt", "metrics.json", "training_curve.csv", "training_curve.png"} <= {
+        p.name for p in tmp_path.iterdir()}
+    with Image.open(tmp_path / "training_curve.png") as picture:
+        assert picture.format == "PNG" and picture.size == (900, 340)
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written == metrics and 0.0 <= written["attribute_accuracy"] <= 1.0 and "attribute_accuracy_novel" in written
     rows = list(csv.DictReader((tmp_path / "training_curve.csv").open()))

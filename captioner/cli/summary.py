@@ -2,7 +2,7 @@
 
 Every job writes ``metrics.json`` in its own dir; ``on_multirun_end`` runs once in the main
 process after all jobs (``on_job_end`` would run inside joblib/submitit workers), collects them
-and writes ``summary.csv`` and ``summary.md`` into the sweep dir.
+and writes ``summary.csv``, ``summary.md`` and ``summary.png`` (the ranking figure per job) into the sweep dir.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from captioner.io import atomic_open
+from captioner.pictures.plots import summary_png
 
 
 class SummaryCallback(Callback):
@@ -77,6 +78,12 @@ def write_summary(sweep_dir: Path, rows: list[dict], rank_by: str = "CIDEr", mod
     with atomic_open(sweep_dir / "summary.md") as handle:
         handle.write("\n".join(lines) + "\n")
     print("\n".join(lines[2:]), file=sys.stderr)
+    if rank_by in columns:
+        varying = columns[: len(columns) - len({k for row in rows for k in row["metrics"]})]
+        ranked = [(", ".join(f"{k}={v}" for k, v in zip(varying, row)) or f"job {n + 1}", row[columns.index(rank_by)])
+                  for n, row in enumerate(table)]
+        ranked = [(label, value) for label, value in ranked if isinstance(value, (int, float))]
+        summary_png(sweep_dir / "summary.png", [label for label, _ in ranked], [value for _, value in ranked], rank_by)
 
 
 def _cell(value) -> str:

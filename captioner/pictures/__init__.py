@@ -1,0 +1,1 @@
+"""What the toolkit shows as pictures and pages: attention strips, the evaluation report, training plots."""
