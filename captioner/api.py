@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -18,6 +19,7 @@ from captioner.data.images import load_image
 from captioner.data.loading import ImageBatch, load_images
 from captioner.data.transforms import Preprocess
 from captioner.decoding import DecodeOptions, decode
+from captioner.errors import CaptionerError
 from captioner.models.model import CaptionModel
 from captioner.vocab import Vocabulary
 
@@ -33,6 +35,8 @@ class CaptionResult:
     log_prob: float | None = None
     candidates: list[tuple[str, float]] | None = None  # decode.num_captions > 1: all of them, best first
     error: str | None = None
+    attention: np.ndarray | None = None  # asked for: (words, grid, grid), where the model looked for each word
+    attention_strip: str | None = None  # where a command drew ``attention`` (captioner-caption attention_dir=)
 
 
 class Captioner:
@@ -74,19 +78,65 @@ class Captioner:
             results += self._decode(torch.stack(batch), options)
         return results
 
+    def caption_with_attention(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32,
+                               **decode) -> list[CaptionResult]:
+        """The best caption of each image path or PIL image with where the model looked for each of its
+        words (``attention``); a model without attention raises CaptionerError."""
+        self.check_attention()
+        if isinstance(images, (str, Path, Image.Image)):
+            images = [images]
+        options, results = DecodeOptions(**decode), []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            pixels = torch.stack([self.transform(load_image(image)) for image in chunk])
+            candidates = self._decode(pixels, options)
+            maps = self.attention_maps(pixels, [c[0][0] for c in candidates])
+            results += [CaptionResult(str(image) if not isinstance(image, Image.Image) else "", c[0][0], c[0][1], c,
+                                      attention=m) for image, c, m in zip(chunk, candidates, maps)]
+        return results
+
     def caption_files(self, paths: Sequence[str | Path], batch_size: int = 32, num_workers: int | None = None,
-                      **decode) -> Iterator[CaptionResult]:
+                      attention: bool = False, **decode) -> Iterator[CaptionResult]:
         """Caption many files as they are decoded (by ``num_workers`` loader processes, None: picked from
-        the cores), in their order; unreadable ones come back with ``error`` set."""
+        the cores), in their order; unreadable ones come back with ``error`` set. ``attention``: each
+        result also says where the model looked for each word."""
+        if attention:
+            self.check_attention()
         options = DecodeOptions(**decode)
         for batch in self.read_images(paths, batch_size, num_workers):
-            results = iter(self._decode(batch.pixels, options) if batch.pixels is not None else [])
+            decoded = self._decode(batch.pixels, options) if batch.pixels is not None else []
+            maps = self.attention_maps(batch.pixels, [c[0][0] for c in decoded]) if attention and decoded else []
+            results, maps = iter(decoded), iter(maps)
             for path, error in zip(batch.paths, batch.errors):
                 if error is not None:
                     yield CaptionResult(path, error=error)
                 else:
                     candidates = next(results)
-                    yield CaptionResult(path, candidates[0][0], candidates[0][1], candidates)
+                    yield CaptionResult(path, candidates[0][0], candidates[0][1], candidates,
+                                        attention=next(maps, None))
+
+    def check_attention(self) -> None:
+        """Raise CaptionerError unless the model attends over a grid (there is nothing to show otherwise)."""
+        if self.model.decoder.attention is None:
+            raise CaptionerError("this model has no attention (trained with model.decoder.attention_dim=0): "
+                                 "there is nowhere it looked to show")
+
+    @torch.inference_mode()
+    def attention_maps(self, pixels: torch.Tensor, captions: Sequence[str]) -> list[np.ndarray]:
+        """Where the model looked for each word of each image's caption: preprocessed images (B, 3, S, S)
+        and their captions -> per image (words, grid, grid) attention weights (each word's sum to 1),
+        from teaching the caption to the decoder: the weights with which decoding chose each word."""
+        self.check_attention()
+        was_training = self.model.training
+        self.model.eval()
+        encoded = [self.vocab.encode(caption, self.max_length)[:-1] for caption in captions]  # <bos> w1 .. wn
+        tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids) for ids in encoded], batch_first=True,
+                                                 padding_value=self.vocab.pad).to(self.device)
+        features = self.model.encoder(pixels.to(self.device))
+        weights = self.model.decoder.attention_weights(features, tokens).float().cpu()  # (B, T, L)
+        self.model.train(was_training)
+        grid = round(weights.shape[2] ** 0.5)
+        return [weights[i, : len(ids) - 1].reshape(-1, grid, grid).numpy() for i, ids in enumerate(encoded)]
 
     def read_images(self, paths: Sequence[str | Path], batch_size: int = 32,
                     num_workers: int | None = None) -> Iterator[ImageBatch]:

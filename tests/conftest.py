@@ -59,6 +59,15 @@ def tiny_checkpoint(tiny_records, tmp_path_factory) -> Path:
     return out_dir / "model.pt"
 
 
+@pytest.fixture(scope="session")
+def attention_checkpoint(tiny_records, tmp_path_factory) -> Path:
+    """A tiny model that attends over its encoder's 2x2 grid."""
+    out_dir = tmp_path_factory.mktemp("attention_run")
+    train(tiny_records, out_dir, TINY_ENCODER, TINY_DECODER | {"attention_dim": 8}, tiny_trainer(max_steps=3),
+          image_size=32, test_split=None)
+    return out_dir / "model.pt"
+
+
 def tiny_data(work: Path) -> list[str]:
     """Overrides for a tiny synthetic dataset under ``work/data`` (the same in every command)."""
     return [f"data.root={work / 'data'}", "data.num_train=24", "data.num_val=8", "data.num_test=8",

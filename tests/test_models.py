@@ -144,12 +144,29 @@ def test_attention_mixes_the_encoders_grid_cells_by_query():
     # the encoder flattens its (C, grid cells) map channel-major: cell l of channel c is feature c * 3 + l
     assert torch.equal(locations, features.view(2, 2, 3).permute(2, 0, 1))  # (L, B, C)
     cells, queries = torch.randn(1, 3, 2), torch.randn(1, 4, 8)  # 3 cells of 2 channels, 4 steps' queries
-    contexts = decoder.attention(cells, decoder.attention.keys(cells), queries)  # (1, 4, 2)
+    contexts, weights = decoder.attention(cells, decoder.attention.keys(cells), queries)  # (1, 4, 2), (1, 4, 3)
+    assert torch.allclose(weights.sum(2), torch.ones(1, 4)) and torch.allclose(contexts, weights @ cells)
     assert not torch.allclose(contexts[0, 0], contexts[0, 1])  # each step looks elsewhere
     assert (contexts >= cells.min(1, keepdim=True).values - 1e-6).all()  # a weighted mean of the cells
     assert (contexts <= cells.max(1, keepdim=True).values + 1e-6).all()
     same = torch.tensor([0.5, -2.0]).expand(1, 3, 2)
-    assert torch.allclose(decoder.attention(same, decoder.attention.keys(same), queries), same[:, :1].expand(1, 4, 2))
+    assert torch.allclose(decoder.attention(same, decoder.attention.keys(same), queries)[0],
+                          same[:, :1].expand(1, 4, 2))
+
+
+def test_attention_weights_are_those_each_decoding_step_used():
+    decoder = Decoder(vocab_size=12, feature_dim=8, embed_dim=4, hidden_dim=8, cell="lstm", attention_dim=5,
+                      locations=4).eval()
+    features, tokens = torch.randn(2, 8), torch.randint(0, 12, (2, 5))
+    weights = decoder.attention_weights(features, tokens)  # (2, 5, 4)
+    assert weights.shape == (2, 5, 4) and torch.allclose(weights.sum(2), torch.ones(2, 5))
+    state = decoder.initial_state(features)
+    for t in range(5):  # step by step, as decoding runs: the same weights
+        _, _, step_weights = decoder._run(tokens[:, t : t + 1], state)
+        assert torch.allclose(step_weights[:, 0], weights[:, t], atol=1e-6)
+        _, state = decoder.step(tokens[:, t], state)
+    with pytest.raises(CaptionerError, match="this model has no attention"):
+        Decoder(vocab_size=12, feature_dim=8).attention_weights(features, tokens)
 
 
 def test_attention_needs_features_that_split_into_its_locations():

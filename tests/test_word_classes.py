@@ -77,7 +77,7 @@ def test_decoding_has_its_own_lm_weight_which_a_search_passes_per_call():
 def attention_contexts(decoder: Decoder, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """The context (B, T, C) each teacher-forcing step attends to."""
     contexts = []
-    hook = decoder.attention.register_forward_hook(lambda _module, _inputs, output: contexts.append(output))
+    hook = decoder.attention.register_forward_hook(lambda _module, _inputs, output: contexts.append(output[0]))
     decoder(features, tokens)
     hook.remove()
     return contexts[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import sys
 from dataclasses import asdict
@@ -14,22 +15,25 @@ from omegaconf import DictConfig
 from captioner import distributed
 from captioner.api import Captioner, CaptionResult
 from captioner.cli.common import CONFIG_PATH, typed, user_errors
-from captioner.data.images import IMAGE_EXTENSIONS
+from captioner.data.images import IMAGE_EXTENSIONS, load_image
 from captioner.decoding import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.errors import CaptionerError
 from captioner.io import JsonLines, atomic_open, complete_jsonl_rows
 from captioner.paths import expand_inputs
+from captioner.pictures.attention import write_attention_strip
 
 
 def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOptions = DecodeOptions(),
-        batch_size: int = 32, device: str = "cpu", resume: bool = False, num_workers: int | None = None) -> dict:
+        batch_size: int = 32, device: str = "cpu", resume: bool = False, num_workers: int | None = None,
+        attention_dir: str | None = None) -> dict:
     """Print ``path<TAB>caption`` per image; unreadable files are reported and skipped.
 
     ``output``: ``.json`` or ``.csv``, written whole at the end, or ``.jsonl``, a row appended as
     each image is captioned (nothing accumulates in memory); ``resume`` then skips the files the
     ``.jsonl`` already holds, so a run killed at image 900,000 goes on from there. Under torchrun
     each process captions every world-th file and rank 0 writes them all, in input order.
+    ``attention_dir``: a PNG per image of where the model looked for each word (attention models).
     """
     suffix = Path(output).suffix.lower() if output is not None else None
     if output is not None and suffix not in (".json", ".csv", ".jsonl"):
@@ -40,24 +44,27 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
     _, _, torch_device = distributed.init_if_launched(resolve_device(device))
     try:
         captioner = Captioner.load(checkpoint, device=torch_device)
+        if attention_dir is not None:
+            captioner.check_attention()  # before anything is read or written
         # rank 0 alone reads (and may repair) the output; every process then captions its share of the rest
         earlier = (complete_jsonl_rows(output) if resume else []) if distributed.is_main() else []
         done = {row["path"] for row in earlier}
         todo = distributed.broadcast_from_main([path for path in paths if str(path) not in done])
-        mine = captioner.caption_files(distributed.share(todo), batch_size, num_workers, **asdict(decode))
+        mine = captioner.caption_files(distributed.share(todo), batch_size, num_workers,
+                                       attention=attention_dir is not None, **asdict(decode))
         results = distributed.in_input_order(mine, len(todo), batch_size)
         if not distributed.is_main():
             for _ in results:  # every round of gathering takes every process
                 pass
             return {"captioned": 0, "failed": 0, "skipped": 0}
-        return _write(results, output, resume, paths, todo, earlier)
+        return _write(results, output, resume, paths, todo, earlier, attention_dir)
     finally:
         distributed.shutdown()
 
 
 def _write(results, output: str | None, resume: bool, paths: list[Path], todo: list[Path],
-           earlier: list[dict]) -> dict:
-    """Print and write the results as they come; -> the counts."""
+           earlier: list[dict], attention_dir: str | None = None) -> dict:
+    """Print and write the results as they come (and their attention strips); -> the counts."""
     suffix = Path(output).suffix.lower() if output is not None else None
     if resume:
         print(f"resuming: {len(paths) - len(todo)} of {len(paths)} files already in {output}", file=sys.stderr)
@@ -66,6 +73,9 @@ def _write(results, output: str | None, resume: bool, paths: list[Path], todo: l
     failed: list[CaptionResult] = []
     try:
         for result in results:
+            if result.attention is not None:
+                result.attention_strip = str(write_attention_strip(
+                    strip_path(attention_dir, result.path), load_image(result.path), result.caption, result.attention))
             if stream is not None:
                 stream.write(result_row(result))
             elif output is not None:
@@ -90,11 +100,20 @@ def _write(results, output: str | None, resume: bool, paths: list[Path], todo: l
 
 
 def result_row(result: CaptionResult) -> dict:
-    """One output row: every field, with all candidates when decode.num_captions > 1."""
+    """One output row: every field, with all candidates when decode.num_captions > 1 and the attention
+    strip's path when one was drawn."""
     row = {"path": result.path, "caption": result.caption, "log_prob": result.log_prob, "error": result.error}
     if result.candidates and len(result.candidates) > 1:
         row["candidates"] = [{"caption": c, "log_prob": lp} for c, lp in result.candidates]
+    if result.attention_strip is not None:
+        row["attention"] = result.attention_strip
     return row
+
+
+def strip_path(folder: str, image: str) -> Path:
+    """``folder/STEM-HASH.png``: the image's name, made unique by its full path (the same on resume)."""
+    digest = hashlib.sha1(str(Path(image).resolve()).encode()).hexdigest()[:8]
+    return Path(folder) / f"{Path(image).stem}-{digest}.png"
 
 
 def write_results(path: Path, results: list[CaptionResult]) -> None:
@@ -114,7 +133,7 @@ def write_results(path: Path, results: list[CaptionResult]) -> None:
 def main(cfg: DictConfig) -> None:
     with user_errors():
         counts = run(cfg.checkpoint, str(cfg.input), cfg.output, typed(DecodeOptions, cfg.decode, "decode"),
-                     cfg.batch_size, cfg.device, cfg.resume, cfg.num_workers)
+                     cfg.batch_size, cfg.device, cfg.resume, cfg.num_workers, cfg.attention_dir)
     if counts["failed"]:
         sys.exit(1)
 

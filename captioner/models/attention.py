@@ -19,10 +19,11 @@ class Attention(nn.Module):
         self.query = nn.Linear(query_dim, attention_dim, bias=False)
 
     def forward(self, locations: torch.Tensor, keys: torch.Tensor, queries: torch.Tensor,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+                bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """locations (B, L, C), keys (B, L, A) = ``self.keys(locations)``, queries (B, T, H), and a
-        bias (B, T, L) added to the scores or None -> (B, T, C)."""
+        bias (B, T, L) added to the scores or None -> contexts (B, T, C) and the weights (B, T, L)."""
         scores = self.query(queries) @ keys.transpose(1, 2) / keys.shape[2] ** 0.5  # (B, T, L)
         if bias is not None:
             scores = scores + bias
-        return scores.softmax(2) @ locations
+        weights = scores.softmax(2)
+        return weights @ locations, weights

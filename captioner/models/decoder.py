@@ -127,7 +127,7 @@ class Decoder(nn.Module):
         state = self.initial_state(features)
         if image_index is not None:
             state = state.reorder(image_index)
-        outputs, _ = self._run(tokens, state)  # (N, T, H [+ C with attention])
+        outputs, _, _ = self._run(tokens, state)  # (N, T, H [+ C with attention])
         prior = state.prior.transpose(0, 1) if state.prior is not None else None  # (N, 1, V)
         return self._logits(self.dropout(outputs), prior, tokens, teacher_forcing=True)
 
@@ -137,9 +137,16 @@ class Decoder(nn.Module):
 
         ``class_lm_weight`` overrides the word-class head's decoding weight (None: the model's own).
         """
-        outputs, state = self._run(tokens.unsqueeze(1), state)  # (B, 1, H [+ C with attention])
+        outputs, state, _ = self._run(tokens.unsqueeze(1), state)  # (B, 1, H [+ C with attention])
         prior = state.prior[0] if state.prior is not None else None  # (B, V)
         return self._logits(outputs.squeeze(1), prior, tokens, class_lm_weight=class_lm_weight), state
+
+    def attention_weights(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Where each step looked: features (B, F), tokens (B, T) -> the attention over the grid cells
+        (B, T, L) with which step t chose word t + 1 (teacher forcing: the weights decoding used)."""
+        if self.attention is None:
+            raise CaptionerError("this model has no attention (model.decoder.attention_dim=0)")
+        return self._run(tokens, self.initial_state(features))[2]
 
     def _logits(self, outputs: torch.Tensor, prior: torch.Tensor | None, previous: torch.Tensor,
                 teacher_forcing: bool = False, class_lm_weight: float | None = None) -> torch.Tensor:
@@ -151,19 +158,23 @@ class Decoder(nn.Module):
             logits = self.head(logits, outputs, self.out, prior, previous, teacher_forcing, class_lm_weight)
         return logits
 
-    def _run(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
-        """tokens (B, T) -> outputs (B, T, H [+ C with attention]) and the state after the last step."""
+    def _run(self, tokens: torch.Tensor, state: DecoderState
+             ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """tokens (B, T) -> outputs (B, T, H [+ C with attention]), the state after the last step and
+        the attention weights (B, T, L) (None without attention)."""
         inputs = self.embed(tokens)  # (B, T, E)
         if state.image is not None:
             image = state.image.transpose(0, 1).expand(-1, inputs.shape[1], -1)  # (B, T, P)
             inputs = torch.cat([inputs, image], dim=2)
         hidden = state.hidden[0] if self.num_states == 1 else state.hidden
         outputs, new_hidden = self.rnn(inputs, hidden)  # (B, T, H)
+        weights = None
         if self.attention is not None:
             # each step's query is the top layer's hidden state before its word: the one that chose that word
             queries = torch.cat([state.hidden[0][-1].unsqueeze(1), outputs[:, :-1]], dim=1)  # (B, T, H)
             locations, keys = state.locations.transpose(0, 1), state.keys.transpose(0, 1)  # (B, L, C), (B, L, A)
             bias = self.head.attention_bias(tokens, locations, self.out) if self.head is not None else None
-            outputs = torch.cat([outputs, self.attention(locations, keys, queries, bias)], dim=2)  # (B, T, H + C)
+            contexts, weights = self.attention(locations, keys, queries, bias)  # (B, T, C), (B, T, L)
+            outputs = torch.cat([outputs, contexts], dim=2)  # (B, T, H + C)
         new_hidden = tuple(new_hidden) if self.num_states == 2 else (new_hidden,)
-        return outputs, replace(state, hidden=new_hidden)
+        return outputs, replace(state, hidden=new_hidden), weights
