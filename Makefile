@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## generate the synthetic data, train and evaluate the demo model, tag a synthetic video (outputs/demo/)
 	$(VENV)/bin/captioner-train experiment=demo hydra.run.dir=outputs/demo
 	$(PYTHON) -m captioner.synthetic.videos data/synthetic_videos 1
-	$(VENV)/bin/captioner-tag checkpoint=outputs/demo/model.pt video=data/synthetic_videos/video_000.mp4 out_dir=outputs/demo/video
+	$(VENV)/bin/captioner-tag checkpoint=outputs/demo/model.pt video=data/synthetic_videos/video_000.webm out_dir=outputs/demo/video
 
 test: $(STAMP)  ## run the whole test suite
 	$(PYTHON) -m pytest

@@ -14,7 +14,8 @@ from captioner.data.formats import ImageRecord, read_coco_references, read_coco_
 from captioner.decoding import DecodeOptions
 from captioner.errors import CaptionerError, ImageError
 from captioner.io import write_json
-from captioner.metrics import coco_caption_metrics
+from captioner.metrics import coco_caption_metrics, coco_caption_scores
+from captioner.pictures.report import write_report
 
 
 class Scorer(Protocol):
@@ -42,13 +43,21 @@ def score_captions(captions: list[str], records: list[ImageRecord], text_metrics
                    scorers: Sequence[Scorer] = ()) -> dict[str, float]:
     """The coco-caption metrics (``text_metrics``: their options, None: skip) against the records'
     references, then each of ``scorers``' figures."""
+    return score_each_caption(captions, records, text_metrics, scorers)[0]
+
+
+def score_each_caption(captions: list[str], records: list[ImageRecord], text_metrics: dict | None = None,
+                       scorers: Sequence[Scorer] = ()) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """:func:`score_captions`, and per caption its own CIDEr-D and BLEU-4 (empty without text metrics)."""
     scores: dict[str, float] = {}
+    each: list[dict[str, float]] = [{} for _ in captions]
     if text_metrics is not None:  # keyed by position: image ids need not be unique across a split file
-        scores |= coco_caption_metrics(dict(enumerate(r.captions for r in records)), dict(enumerate(captions)),
-                                       **text_metrics)
+        scores, by_position = coco_caption_scores(dict(enumerate(r.captions for r in records)),
+                                                  dict(enumerate(captions)), **text_metrics)
+        each = [by_position[i] for i in range(len(captions))]
     for scorer in scorers:
         scores |= scorer(captions, records)
-    return scores
+    return scores, each
 
 
 def evaluate_records(captioner: Captioner, records: list[ImageRecord], options: DecodeOptions = DecodeOptions(),
@@ -60,8 +69,10 @@ def evaluate_records(captioner: Captioner, records: list[ImageRecord], options: 
 
 def evaluate_model(captioner: Captioner, records: list[ImageRecord], out_dir: str | Path, split: str = "test",
                    decode: DecodeOptions = DecodeOptions(), batch_size: int = 64, text_metrics: dict | None = None,
-                   scorers: Sequence[Scorer] = (), num_workers: int | None = None) -> dict:
-    """Caption ``split`` with the model; write predictions.json (COCO results format) and metrics.json.
+                   scorers: Sequence[Scorer] = (), num_workers: int | None = None, report: bool = False) -> dict:
+    """Caption ``split`` with the model; write predictions.json (COCO results format), image_scores.json
+    (each image's caption, references, CIDEr-D and BLEU-4) and metrics.json; ``report``: also
+    report.html, every image beside its caption and scores (:mod:`captioner.pictures.report`).
 
     Under torchrun every process captions every world-th image and rank 0 scores them all and
     writes (the other ranks return an empty dict)."""
@@ -72,10 +83,17 @@ def evaluate_model(captioner: Captioner, records: list[ImageRecord], out_dir: st
     captions = list(distributed.in_input_order(mine, len(records), batch_size))
     if not distributed.is_main():
         return {}
-    scores = score_captions(captions, records, text_metrics or {}, scorers)
+    scores, each = score_each_caption(captions, records, text_metrics or {}, scorers)
     write_json(Path(out_dir) / "predictions.json",
                [{"image_id": r.image_id, "caption": c} for r, c in zip(records, captions)])
-    return _finish(out_dir, scores | {"num_images": len(records)})
+    write_json(Path(out_dir) / "image_scores.json",
+               [{"image_id": r.image_id, "path": str(r.path), "caption": c, "references": r.captions} | e
+                for r, c, e in zip(records, captions, each)])
+    metrics = _finish(out_dir, scores | {"num_images": len(records)})
+    if report:
+        page = write_report(out_dir, metrics, records, captions, each, captioner, batch_size, num_workers)
+        print(f"wrote {page}", file=sys.stderr)
+    return metrics
 
 
 def evaluate_files(predictions: str | Path, references: str | Path, out_dir: str | Path,

@@ -45,6 +45,14 @@ def coco_caption_metrics(references: Mapping[object, Sequence[str]], predictions
     ``predictions`` holds one caption per image; every image needs references. METEOR and
     SPICE need Java (SPICE also downloads Stanford CoreNLP models on first use, so it is off by default).
     """
+    return coco_caption_scores(references, predictions, meteor, spice)[0]
+
+
+def coco_caption_scores(references: Mapping[object, Sequence[str]], predictions: Mapping[object, str],
+                        meteor: bool = True, spice: bool = False
+                        ) -> tuple[dict[str, float], dict[object, dict[str, float]]]:
+    """:func:`coco_caption_metrics`, and each image's own BLEU-4 (coco-caption's sentence-level
+    BLEU) and CIDEr-D (its score against the corpus's document frequencies), keyed as the predictions."""
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
@@ -65,17 +73,19 @@ def coco_caption_metrics(references: Mapping[object, Sequence[str]], predictions
     else:
         gts = {k: [python_ptb_tokenize(c) for c in v] for k, v in gts.items()}
         res = {k: [python_ptb_tokenize(c) for c in v] for k, v in res.items()}
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+    bleu, bleu_each = Bleu(4).compute_score(gts, res, verbose=0)
     scores = dict(zip(COCO_METRICS[:4], bleu))
     if meteor and java_available():
         from pycocoevalcap.meteor.meteor import Meteor
 
         scores["METEOR"], _ = Meteor().compute_score(gts, res)
     scores["ROUGE_L"], _ = Rouge().compute_score(gts, res)
-    scores["CIDEr"], _ = Cider().compute_score(gts, res)
+    scores["CIDEr"], cider_each = Cider().compute_score(gts, res)
     if spice:
         scores["SPICE"] = _spice(gts, res)
-    return {name: float(value) for name, value in scores.items()}
+    each = {image: {"Bleu_4": float(b), "CIDEr": float(c)}  # the scorers go through gts in its order
+            for image, b, c in zip(gts, bleu_each[3], cider_each)}
+    return {name: float(value) for name, value in scores.items()}, each
 
 
 def _spice(gts: dict, res: dict) -> float:

@@ -21,7 +21,8 @@ def test_tag_folder_with_a_bad_file(trained, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"error: {folder / 'broken.mp4'}: no video stream" in result.stderr
     assert "1 of 2 videos could not be tagged" in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["video_000.json", "video_000.srt", "video_000.vtt",
+    assert sorted(p.name for p in out.iterdir()) == ["video_000.chapters.vtt", "video_000.html", "video_000.json",
+                                                      "video_000.srt", "video_000.vtt", "video_000_files",
                                                       "video_000_sheet.jpg"]
     tagged = json.loads((out / "video_000.json").read_text())
     truth = json.loads(good.with_suffix(".json").read_text())
@@ -48,7 +49,7 @@ def test_tag_every_real_video_with_a_glob(trained, media, tmp_path):
                  cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for video in (media / "videos").iterdir():
-        for suffix in (".json", ".vtt", ".srt", "_sheet.jpg"):
+        for suffix in (".json", ".vtt", ".srt", "_sheet.jpg", ".chapters.vtt", ".html"):
             assert (tmp_path / "out" / f"{video.stem}{suffix}").stat().st_size > 0
     bikes = json.loads((tmp_path / "out" / "bikes.json").read_text())
     assert [s["start_frame"] for s in bikes["shots"]] == [0, 30, 76, 137, 187, 242]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -166,7 +168,8 @@ def test_rotation_metadata_is_applied(ffmpeg, tmp_path, captioner):
 def test_exports_are_complete_and_readable(videos, captioner, tmp_path):
     tagged = VideoTagger(captioner).tag(videos[1])
     paths = export_all(tagged, tmp_path / "out", "clip")
-    assert [p.name for p in paths] == ["clip.json", "clip.vtt", "clip.srt", "clip_sheet.jpg"]
+    assert [p.name for p in paths] == ["clip.json", "clip.vtt", "clip.srt", "clip_sheet.jpg", "clip.chapters.vtt",
+                                       "clip.html"]
     assert json.loads(paths[0].read_text()) == tagged.result
     segments = tagged.result["segments"]
     vtt = paths[1].read_text()
@@ -174,7 +177,29 @@ def test_exports_are_complete_and_readable(videos, captioner, tmp_path):
     assert "00:00:00,000 --> " in paths[2].read_text() and paths[2].read_text() == srt(segments)
     with Image.open(paths[3]) as sheet:
         assert sheet.format == "JPEG" and sheet.width > 600 and sheet.height > 200
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)  # no temp files
+    chapters = paths[4].read_text()
+    assert chapters.startswith("WEBVTT\n\n") and chapters.count(" --> ") == len(tagged.result["shots"])
+    assert "Shot 1: " + tagged.result["shots"][0]["keyframe"]["caption"] in chapters
+    page = paths[5].read_text()
+    assert 'src="clip.vtt"' in page and 'src="clip.chapters.vtt"' in page and 'kind="chapters"' in page
+    assert f'src="{Path(os.path.relpath(videos[1], paths[5].parent))}"' in page  # the video, relatively
+    keyframes = sorted((tmp_path / "out" / "clip_files").iterdir())
+    assert len(keyframes) == len(tagged.result["shots"])
+    assert all(f'src="clip_files/{k.name}"' in page for k in keyframes)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted([p.name for p in paths] + ["clip_files"])
+
+
+def test_the_video_page_escapes_captions_and_file_names(videos, captioner, tmp_path):
+    tagged = VideoTagger(captioner).tag(videos[0])
+    hostile = "<script>alert(1)</script> & co"
+    for item in [*tagged.result["segments"], *tagged.keyframes, *(s["keyframe"] for s in tagged.result["shots"])]:
+        item["caption"] = hostile
+    tagged.result["tags"] = [{"tag": "<b>bold</b>", "seconds": 1.0}]
+    tagged.result["video"] = str(tmp_path / "<img src=x onerror=alert(2)>.webm")
+    page = export_all(tagged, tmp_path / "out", "clip")[5].read_text()
+    assert "<script>alert" not in page and "<b>bold" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert page.count("</script>") == 2  # the page's own two: the embedded WebVTT cannot end its block early
 
 
 def test_timecodes():

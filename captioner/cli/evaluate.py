@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> None:
             try:
                 captioner = Captioner.load(cfg.checkpoint, device=device)  # before any data work
                 evaluate_model(captioner, instantiate_records(cfg.data, once=True), out_dir, cfg.split, decode,
-                               cfg.batch_size, text_metrics, data_scorers(cfg.data), cfg.num_workers)
+                               cfg.batch_size, text_metrics, data_scorers(cfg.data), cfg.num_workers, cfg.report)
             finally:
                 distributed.shutdown()
         elif cfg.predictions and cfg.references:

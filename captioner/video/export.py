@@ -1,7 +1,9 @@
-"""Writing a tagged video: STEM.json, STEM.vtt (WebVTT), STEM.srt and STEM_sheet.jpg, each atomically."""
+"""Writing a tagged video: STEM.json, STEM.vtt (WebVTT), STEM.srt, STEM_sheet.jpg, and the video page
+STEM.html with its chapters track STEM.chapters.vtt and keyframes in STEM_files/, each atomically."""
 
 from __future__ import annotations
 
+import html
 import json
 import textwrap
 from pathlib import Path
@@ -11,18 +13,21 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from captioner.io import atomic_open
+from captioner.video.page import video_page
 from captioner.video.tagger import TaggedVideo, timecode
 
 SHEET_COLUMNS = 4
 SHEET_MAX_TILES = 48  # more shots than this: evenly spread keyframes
 TILE_WIDTH = 320
 TEXT_LINES = 3
+KEYFRAME_WIDTH = 320  # the page's keyframe images (shown at half: sharp on high-density screens)
 
 
 def export_all(tagged: TaggedVideo, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write the four files for one video; returns their paths."""
+    """Write the files of one video; returns their paths (the page last)."""
     out_dir = Path(out_dir)
-    paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.vtt", out_dir / f"{stem}.srt", out_dir / f"{stem}_sheet.jpg"]
+    paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.vtt", out_dir / f"{stem}.srt", out_dir / f"{stem}_sheet.jpg",
+             out_dir / f"{stem}.chapters.vtt", out_dir / f"{stem}.html"]
     sheet = contact_sheet(tagged)  # everything computed before anything is written
     with atomic_open(paths[0]) as handle:
         json.dump(tagged.result, handle, indent=2)
@@ -33,12 +38,36 @@ def export_all(tagged: TaggedVideo, out_dir: str | Path, stem: str) -> list[Path
         handle.write(srt(tagged.result["segments"]))
     with atomic_open(paths[3], "wb") as handle:
         sheet.save(handle, format="JPEG", quality=88)
+    with atomic_open(paths[4]) as handle:
+        handle.write(chapters_webvtt(tagged))
+    keyframes = [out_dir / f"{stem}_files" / f"shot_{k['shot'] + 1:04d}.jpg" for k in tagged.keyframes]
+    for keyframe, image in zip(tagged.keyframes, keyframes):
+        with atomic_open(image, "wb") as handle:
+            _tile_image(keyframe["thumbnail"], KEYFRAME_WIDTH, _height(keyframe["thumbnail"], KEYFRAME_WIDTH)).save(
+                handle, format="JPEG", quality=85)
+    with atomic_open(paths[5]) as handle:
+        handle.write(video_page(tagged, paths[5], paths[1], paths[4], keyframes))
     return paths
 
 
 def webvtt(segments: list[dict]) -> str:
-    cues = [f"{i}\n{timecode(s['start'])} --> {timecode(s['end'])}\n{_cue_text(s)}\n"
+    cues = [f"{i}\n{timecode(s['start'])} --> {timecode(s['end'])}\n{vtt_text(_cue_text(s))}\n"
             for i, s in enumerate(segments, start=1)]
+    return "WEBVTT\n\n" + "\n".join(cues)
+
+
+def vtt_text(text: str) -> str:
+    """Cue text as WebVTT wants it: ``&``, ``<`` and ``>`` escaped, so that a caption is shown as written."""
+    return html.escape(text, quote=False)
+
+
+def chapters_webvtt(tagged: TaggedVideo) -> str:
+    """One cue per shot, named by its number and its keyframe's caption (for players' chapter menus)."""
+    cues = []
+    for number, shot in enumerate(tagged.result["shots"], start=1):
+        caption = (shot.get("keyframe") or {}).get("caption") or ""
+        title = vtt_text(" ".join(f"Shot {number}: {caption}".replace("-->", "->").split()))
+        cues.append(f"{number}\n{timecode(shot['start'])} --> {timecode(shot['end'])}\n{title}\n")
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
@@ -82,6 +111,10 @@ def contact_sheet(tagged: TaggedVideo) -> Image.Image:
         for i, line in enumerate(lines):
             draw.text((x, text_y + line_height * (i + 1)), line, fill=(235, 235, 235), font=font)
     return sheet
+
+
+def _height(bgr: np.ndarray, width: int) -> int:
+    return max(1, round(width * bgr.shape[0] / bgr.shape[1]))
 
 
 def _tile_image(bgr: np.ndarray, width: int, height: int) -> Image.Image:

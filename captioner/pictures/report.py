@@ -1,0 +1,180 @@
+"""The evaluation report: ``report.html`` beside ``metrics.json``, every image beside its caption.
+
+One self-contained page (plain HTML, a little vanilla JS, no network: it works from ``file://``
+offline) with the metrics on top and a row per image: its thumbnail (files in ``report_files/``),
+the model's caption, the references, and its own CIDEr-D and BLEU-4; sortable and filterable,
+worst CIDEr-D first, so the failures are what one sees first. Where the model attends, each row
+links a strip of where it looked for each word. Everything taken from the data is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from captioner.data.formats import ImageRecord
+from captioner.data.images import load_image
+from captioner.io import atomic_open
+from captioner.pictures.attention import write_attention_strip
+from captioner.pictures.links import relative_href
+
+if TYPE_CHECKING:
+    from captioner.api import Captioner
+
+REPORT, FILES = "report.html", "report_files"
+THUMBNAIL = 160
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; margin: 0 0 .6em; }
+table.metrics { border-collapse: collapse; margin-bottom: 1.2em; }
+table.metrics td, table.metrics th { padding: 2px 12px 2px 0; text-align: left; }
+table.metrics td.value { font-variant-numeric: tabular-nums; }
+.controls { position: sticky; top: 0; background: #fff; padding: .5em 0; border-bottom: 1px solid #ddd; }
+.controls button { margin-right: .3em; }
+.controls button[data-active]:not([data-active=""]) { font-weight: bold; }
+.controls button[data-active="asc"]::after { content: " \\2191"; }
+.controls button[data-active="desc"]::after { content: " \\2193"; }
+#filter { width: 24em; margin-left: 1em; }
+table.images { border-collapse: collapse; width: 100%; }
+table.images td { border-bottom: 1px solid #eee; padding: 6px 10px 6px 0; vertical-align: top; }
+table.images img { max-width: 160px; max-height: 160px; display: block; }
+td.caption { font-weight: 600; }
+td.score { font-variant-numeric: tabular-nums; white-space: nowrap; }
+ul.references { margin: 0; padding-left: 1.1em; color: #555; }
+.file { color: #888; font-size: .9em; }
+"""
+
+_SCRIPT = """
+const body = document.querySelector("table.images tbody");
+const rows = Array.from(body.rows);
+const state = {key: "cider", ascending: true};
+function render() {
+  const words = document.getElementById("filter").value.toLowerCase().split(/\\s+/).filter(Boolean);
+  const sign = state.ascending ? 1 : -1;
+  const sorted = rows.slice().sort((a, b) =>
+    sign * (Number(a.dataset[state.key]) - Number(b.dataset[state.key])) || a.dataset.index - b.dataset.index);
+  let shown = 0;
+  for (const row of sorted) {
+    row.hidden = !words.every(word => row.dataset.text.includes(word));
+    shown += row.hidden ? 0 : 1;
+    body.appendChild(row);
+  }
+  document.getElementById("count").textContent = shown + " of " + rows.length + " images";
+  for (const button of document.querySelectorAll("button[data-sort]")) {
+    button.dataset.active = button.dataset.sort === state.key ? (state.ascending ? "asc" : "desc") : "";
+  }
+}
+for (const button of document.querySelectorAll("button[data-sort]")) {
+  button.addEventListener("click", () => {
+    state.ascending = button.dataset.sort === state.key ? !state.ascending : true;
+    state.key = button.dataset.sort;
+    render();
+  });
+}
+document.getElementById("filter").addEventListener("input", render);
+render();
+"""
+
+
+def write_report(out_dir: str | Path, metrics: dict, records: Sequence[ImageRecord], captions: Sequence[str],
+                 scores: Sequence[dict], captioner: Captioner | None = None, batch_size: int = 64,
+                 num_workers: int | None = None) -> Path:
+    """Write ``out_dir/report.html`` and its thumbnails (and attention strips when ``captioner``
+    attends) under ``out_dir/report_files/``; -> the page's path."""
+    out_dir = Path(out_dir)
+    files = out_dir / FILES
+    (files / "images").mkdir(parents=True, exist_ok=True)
+    thumbnails = []
+    for n, record in enumerate(records):
+        image = load_image(record.path)
+        scale = THUMBNAIL / max(image.size)  # small images are enlarged too: all rows look alike
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.BICUBIC)
+        thumbnails.append(files / "images" / f"{n:05d}.jpg")
+        with atomic_open(thumbnails[-1], "wb") as handle:
+            image.save(handle, format="JPEG", quality=85)
+    strips = _attention_strips(files, records, captions, captioner, batch_size, num_workers)
+    rows = [_row(n, out_dir, record, caption, score, thumbnails[n], strips[n] if strips else None)
+            for n, (record, caption, score) in enumerate(zip(records, captions, scores))]
+    worst_first = sorted(range(len(rows)), key=lambda n: (scores[n].get("CIDEr", 0.0), n))
+    page = out_dir / REPORT
+    with atomic_open(page) as handle:
+        handle.write(_page(metrics, len(records), [rows[n] for n in worst_first]))
+    return page
+
+
+def _attention_strips(files: Path, records, captions, captioner, batch_size: int, num_workers) -> list[Path]:
+    if captioner is None or captioner.model.decoder.attention is None:
+        return []
+    (files / "attention").mkdir(exist_ok=True)
+    strips, start = [], 0
+    for batch in captioner.read_images([r.path for r in records], batch_size, num_workers):
+        chosen = captions[start : start + len(batch.paths)]
+        for path, caption, maps in zip(batch.paths, chosen, captioner.attention_maps(batch.pixels, chosen)):
+            strips.append(write_attention_strip(files / "attention" / f"{len(strips):05d}.png", load_image(path),
+                                                caption, maps))
+        start += len(batch.paths)
+    return strips
+
+
+def _row(n: int, out_dir: Path, record: ImageRecord, caption: str, score: dict, thumbnail: Path,
+         strip: Path | None) -> str:
+    cider, bleu = score.get("CIDEr"), score.get("Bleu_4")
+    searchable = " ".join([caption, *record.captions, Path(record.path).name]).lower()
+    references = "".join(f"<li>{html.escape(c)}</li>" for c in record.captions)
+    looked = f' <a href="{relative_href(out_dir, strip)}">where it looked</a>' if strip else ""
+    return (f'<tr data-index="{n}" data-cider="{cider or 0.0}" data-bleu="{bleu or 0.0}" '
+            f'data-text="{html.escape(searchable)}">'
+            f'<td class="score">{n + 1}</td>'
+            f'<td><a href="{relative_href(out_dir, Path(record.path))}"><img src="{relative_href(out_dir, thumbnail)}" '
+            f'alt="{html.escape(Path(record.path).name)}" loading="lazy"></a></td>'
+            f'<td class="caption">{html.escape(caption)}{looked}'
+            f'<div class="file">{html.escape(Path(record.path).name)}</div></td>'
+            f'<td><ul class="references">{references}</ul></td>'
+            f'<td class="score">{_figure(cider)}</td><td class="score">{_figure(bleu)}</td></tr>')
+
+
+def _page(metrics: dict, count: int, rows: list[str]) -> str:
+    table = "".join(f'<tr><th>{html.escape(str(k))}</th><td class="value">{html.escape(_figure(v))}</td></tr>'
+                    for k, v in metrics.items())
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Evaluation report: {count} images</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>Evaluation report: {count} images</h1>
+<table class="metrics">{table}</table>
+<div class="controls">
+Sort by
+<button type="button" data-sort="cider">CIDEr-D</button>
+<button type="button" data-sort="bleu">BLEU-4</button>
+<button type="button" data-sort="index">order in the split</button>
+<input id="filter" type="search" placeholder="filter: words of the caption, references or file name">
+<span id="count">{count} images</span>
+</div>
+<table class="images">
+<thead><tr><th>#</th><th>image</th><th>caption</th><th>references</th><th>CIDEr-D</th><th>BLEU-4</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody>
+</table>
+<script>{_SCRIPT}</script>
+</body>
+</html>
+"""
+
+
+def _figure(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
