@@ -25,7 +25,8 @@ h1 { font-size: 1.3em; margin: 0 0 .2em; }
 video { width: 100%; max-height: 60vh; background: #000; }
 .shots { display: flex; gap: 8px; overflow-x: auto; padding: 8px 0; }
 .shot { flex: 0 0 auto; width: 168px; border: 2px solid transparent; background: #f4f4f4; padding: 4px;
-        text-align: left; cursor: pointer; font: inherit; }
+        text-align: left; cursor: pointer; font: inherit; display: flex; flex-direction: column;
+        justify-content: flex-start; }
 .shot.current { border-color: #e0a800; }
 .shot img { width: 160px; display: block; }
 .shot .time { color: #a06f00; font-size: .85em; }
