@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 REPORT, FILES = "report.html", "report_files"
 THUMBNAIL = 160
+STRIP_PANEL_HEIGHT = 112  # the report's attention strips: JPEG, smaller panels (a report may hold thousands)
 
 _STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -116,8 +117,8 @@ def _attention_strips(files: Path, records, captions, captioner, batch_size: int
     for batch in captioner.read_images([r.path for r in records], batch_size, num_workers):
         chosen = captions[start : start + len(batch.paths)]
         for path, caption, maps in zip(batch.paths, chosen, captioner.attention_maps(batch.pixels, chosen)):
-            strips.append(write_attention_strip(files / "attention" / f"{len(strips):05d}.png", load_image(path),
-                                                caption, maps))
+            strips.append(write_attention_strip(files / "attention" / f"{len(strips):05d}.jpg", load_image(path),
+                                                caption, maps, STRIP_PANEL_HEIGHT))
         start += len(batch.paths)
     return strips
 

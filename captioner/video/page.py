@@ -47,7 +47,8 @@ for (const track of video.querySelectorAll("track")) {
 video.textTracks[1].mode = "hidden";  // the chapters load (and seek) without being shown
 const shots = Array.from(document.querySelectorAll(".shot"));
 for (const shot of shots) {
-  shot.addEventListener("click", () => { video.currentTime = Number(shot.dataset.time); });
+  // a millisecond into the shot: at its very start the last shot's caption cue may still be showing
+  shot.addEventListener("click", () => { video.currentTime = Number(shot.dataset.time) + 0.001; });
 }
 video.addEventListener("timeupdate", () => {
   let current = 0;
