@@ -7,7 +7,7 @@ together, so the scene's relations stay true for the whole shot. ``VIDEO.json`` 
 
 WebM (VP8, which OpenCV's FFmpeg writes) rather than MPEG-4 Part 2: browsers play it, so the
 video page of a synthetic video works; cuts and captions are found as in mp4v files
-(benchmarks/README.md, "video_tagging.py").
+(benchmarks/README.md, "Pictures and pages").
 """
 
 from __future__ import annotations
