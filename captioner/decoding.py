@@ -150,11 +150,13 @@ def repeated_ngrams(history: torch.Tensor, n: int, vocab_size: int) -> torch.Ten
     return mask[:, :vocab_size]
 
 
-@torch.no_grad()
 def sample(decoder, features: torch.Tensor, bos: int, eos: int, max_length: int, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, banned: list[int] = (), generator: torch.Generator | None = None,
            step_options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """features (B, F) -> sampled tokens (B, T) and the model's log-probability of each (B,)."""
+    """features (B, F) -> sampled tokens (B, T) and the model's log-probability of each (B,).
+
+    With gradients enabled the log-probabilities carry them (self-critical training's policy
+    gradient); every operation on the logits is out of place for that."""
     batch, device = features.shape[0], features.device
     state = decoder.initial_state(features)
     last = torch.full((batch,), bos, dtype=torch.long, device=device)
@@ -165,13 +167,13 @@ def sample(decoder, features: torch.Tensor, bos: int, eos: int, max_length: int,
         logits, state = decoder.step(last, state, **(step_options or {}))  # (B, V)
         logits = logits.float()
         if banned:
-            logits[:, banned] = NEG_INF
-        probs = filter_top_k_top_p((logits / temperature).softmax(dim=-1), top_k, top_p)  # (B, V)
+            logits = logits.index_fill(1, torch.tensor(banned, device=device), NEG_INF)
+        probs = filter_top_k_top_p((logits.detach() / temperature).softmax(dim=-1), top_k, top_p)  # (B, V)
         last = torch.multinomial(probs, 1, generator=generator).squeeze(1).masked_fill(finished, eos)  # (B,)
         chosen = logits.log_softmax(dim=-1).gather(1, last.unsqueeze(1)).squeeze(1)  # (B,)
-        log_probs += chosen.masked_fill(finished, 0.0)
+        log_probs = log_probs + chosen.masked_fill(finished, 0.0)
         outputs.append(last)
-        finished |= last == eos
+        finished = finished | (last == eos)
         if finished.all():
             break
     return torch.stack(outputs, dim=1), log_probs

@@ -40,7 +40,8 @@ def train(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decode
 
     ``encoder`` and ``decoder`` are the keyword arguments of
     :class:`~captioner.models.encoder.Encoder` and :class:`~captioner.models.decoder.Decoder`; a
-    word-class head names its classes' words (``decoder["head"]["words"]``). The test split is
+    word-class head names its classes' words (``decoder["head"]["words"]``); ``trainer.init_from``
+    starts from a trained model instead (its own settings and vocabulary). The test split is
     captioned with ``decode`` and scored with the coco-caption metrics (``text_metrics``: their
     options) and ``scorers``, which validation reports too. Returns the metrics.
     """
@@ -48,14 +49,18 @@ def train(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decode
     random.seed(seed)
     torch.manual_seed(seed)
     train_records, val_records = split_records(records, "train"), split_records(records, "val")
-    vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=vocab_min_count)
-    if decoder.get("head"):
-        decoder = {**decoder, "head": with_word_ids(decoder["head"], vocab)}
-    model = CaptionModel(len(vocab), encoder, decoder)
+    if trainer.init_from:  # its model, vocabulary and preprocessing: the model settings given here do not apply
+        captioner = Captioner.load(trainer.init_from)
+        vocab, model, max_length = captioner.vocab, captioner.model, captioner.max_length
+    else:
+        vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=vocab_min_count)
+        if decoder.get("head"):
+            decoder = {**decoder, "head": with_word_ids(decoder["head"], vocab)}
+        model = CaptionModel(len(vocab), encoder, decoder)
+        preprocess = encoder_preprocess(encoder["name"], encoder.get("weights"), image_size)
+        captioner = Captioner(model, vocab, preprocess, max_length=max_length)
     if isinstance(model.decoder.head, WordClasses):
         model.decoder.head.fit_prior(vocab.encode(c, max_length) for r in train_records for c in r.captions)
-    preprocess = encoder_preprocess(encoder["name"], encoder.get("weights"), image_size)
-    captioner = Captioner(model, vocab, preprocess, max_length=max_length)
     if distributed.is_main():
         print(f"training on {len(train_records)} images, validating on {len(val_records)}; vocabulary of "
               f"{len(vocab)} words; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; writing to "

@@ -10,6 +10,9 @@ With ``feature_cache=True`` a frozen encoder's grid features are computed once
 (:mod:`captioner.feature_cache`) and the epochs read them instead of images, until
 ``finetune_after_epochs`` unfreezes the encoder and images come back.
 
+With ``objective="scst"`` the steps are self-critical training on CIDEr-D instead of teacher
+forcing (:mod:`captioner.scst`), typically from a trained model (``init_from``).
+
 With ``ema_decay > 0`` validation and ``model.pt`` use an exponential moving average of the
 weights (Polyak averaging, as timm's ModelEmaV2; here torch's ``swa_utils``), which the steps never
 touch; its cost and gain: benchmarks/README.md, "The demo recipe".
@@ -23,7 +26,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -45,6 +48,8 @@ from captioner.evaluation import Scorer, caption_records, score_captions
 from captioner.feature_cache import Extraction, cached_features
 from captioner.io import atomic_open
 from captioner.pictures.plots import training_curve_png
+from captioner.rewards import CiderD
+from captioner.scst import ScstConfig, caption_words, self_critical_loss
 
 LAST, BEST, CURVE, CURVE_PLOT = "last.pt", "model.pt", "training_curve.csv", "training_curve.png"
 
@@ -78,10 +83,15 @@ class TrainerConfig:
     val_meteor: bool = False  # METEOR in validation too (a Java process each epoch)
     feature_cache: bool = False  # a frozen encoder runs once per image; the epochs read its cached features
     feature_cache_dir: str | None = None  # where caches live (None: $XDG_CACHE_HOME/captioner/features)
+    objective: str = "xe"  # xe: teacher forcing (cross-entropy) | scst: self-critical training on CIDEr-D
+    init_from: str | None = None  # a model.pt whose model, vocabulary and preprocessing this run starts from
+    scst: ScstConfig = field(default_factory=ScstConfig)
 
     def __post_init__(self):
         if self.monitor_mode not in ("min", "max"):
             raise CaptionerError(f"trainer.monitor_mode must be min or max, got {self.monitor_mode!r}")
+        if self.objective not in ("xe", "scst"):
+            raise CaptionerError(f"trainer.objective must be xe or scst, got {self.objective!r}")
 
 
 def seeded_subset(size: int, count: int, seed: int) -> list[int]:
@@ -140,6 +150,7 @@ class Trainer:
                            config.captions_per_image, config.cache_images)
             for r in (train_records, val_records))
         self.feature_datasets: tuple[CaptionDataset, CaptionDataset] | None = None  # set by fit()
+        self.reward = self._reward(train_records) if config.objective == "scst" else None
         self.steps_per_epoch = math.ceil(len(train_records) // self.world * self.world / config.batch_size)
         self.total_steps = config.max_epochs * self.steps_per_epoch
         if config.max_steps is not None:
@@ -198,7 +209,7 @@ class Trainer:
             if self.rank == 0:
                 encoder_lr = self.config.encoder_lr or self.config.lr
                 print(f"fine-tuning the encoder from epoch {self.epoch + 1} (lr {encoder_lr})", file=sys.stderr)
-        self.captioner.model.train()
+        self.captioner.model.train(self.reward is None)  # self-critical steps sample from the eval-mode model
         dataset = self._datasets()[0]
         dataset.epoch = self.epoch
         sampler = EpochSampler(len(dataset), self.seed, self.epoch,
@@ -208,9 +219,10 @@ class Trainer:
                    desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}", dynamic_ncols=True, disable=self.rank > 0,
                    mininterval=0.1 if sys.stderr.isatty() else 15)  # a log file gets a line every 15 s, not 10 a second
         total_loss, images = 0.0, 0
+        step = self._train_step if self.reward is None else self._self_critical_step
         with bar:
             for pixels, *captions in loader:
-                loss = distributed.mean_across_processes(self._train_step(pixels, *captions), self.device)
+                loss = distributed.mean_across_processes(step(pixels, *captions), self.device)
                 total_loss += loss * len(pixels) * self.world
                 images += len(pixels) * self.world
                 self.step += 1
@@ -242,6 +254,25 @@ class Trainer:
             word_loss = nn.functional.binary_cross_entropy_with_logits(
                 word_logits.float(), word_targets, reduction="sum") / len(pixels)
             loss = caption_loss + self.config.word_loss_weight * word_loss
+        self._optimize(loss)
+        return caption_loss.item()
+
+    def _self_critical_step(self, pixels: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor,
+                            _word_targets: torch.Tensor) -> float:
+        """One self-critical step; the references of each image are its captions in the batch."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        if self.config.channels_last and pixels.dim() == 4:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        references: list[list[list[int]]] = [[] for _ in range(len(pixels))]
+        for row, image in zip(tokens.tolist(), image_index.tolist()):
+            references[image].append(caption_words(row, self.captioner.vocab))
+        with self.autocast():
+            loss, _ = self_critical_loss(self.captioner.model, pixels, references, self.reward, self.captioner.vocab,
+                                         self.config.scst, self.captioner.max_length)
+        self._optimize(loss)
+        return loss.item()
+
+    def _optimize(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -251,7 +282,16 @@ class Trainer:
         self.scheduler.step()
         if self.averaged:
             self.averaged.update_parameters(self.captioner.model)
-        return caption_loss.item()
+
+    def _reward(self, train_records: list[ImageRecord]) -> CiderD:
+        """CIDEr-D with the document frequencies of the training references (as the model reads them)."""
+        if self.world > 1:
+            raise CaptionerError("trainer.objective=scst runs in one process for now (not with trainer.strategy=ddp)")
+        if self.config.captions_per_image != "all":
+            raise CaptionerError("trainer.objective=scst scores samples against every reference of the image: "
+                                 "set trainer.captions_per_image=all")
+        vocab, length = self.captioner.vocab, self.captioner.max_length
+        return CiderD([[caption_words(vocab.encode(c, length), vocab) for c in r.captions] for r in train_records])
 
     def _datasets(self) -> tuple[CaptionDataset, CaptionDataset]:
         """Train and val data: cached features while the encoder is frozen and they exist, else images."""

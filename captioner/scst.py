@@ -1,0 +1,79 @@
+"""Self-critical sequence training (Rennie et al., CVPR 2017): fine-tune a captioner with REINFORCE
+on the CIDEr-D of captions it samples, each sample's reward measured against a baseline: the
+reward of the image's greedy caption (the paper's), or the mean reward of the image's other
+samples (the "new SCST" of Luo, 2020, which needs no greedy decode).
+
+The policy is the decoding model: sampling runs in eval mode (no dropout, BatchNorm's running
+statistics) through the decoder's own ``step``, so the log-probabilities that get the gradient are
+those of the captions as they were drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from captioner.decoding import beam_search, sample
+from captioner.errors import CaptionerError
+from captioner.models.model import CaptionModel
+from captioner.rewards import CiderD
+from captioner.vocab import Vocabulary
+
+BASELINES = ("greedy", "mean")
+
+
+@dataclass
+class ScstConfig:
+    """``trainer.scst``: captions sampled per image, the baseline, the sampling temperature."""
+
+    samples: int = 5
+    baseline: str = "greedy"  # greedy: the greedy caption's reward | mean: the image's other samples'
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        if self.baseline not in BASELINES:
+            raise CaptionerError(f"trainer.scst.baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
+        if self.samples < (2 if self.baseline == "mean" else 1):
+            raise CaptionerError(f"trainer.scst.samples={self.samples}: the {self.baseline} baseline needs at least "
+                                 f"{2 if self.baseline == 'mean' else 1}")
+        if self.temperature <= 0:
+            raise CaptionerError(f"trainer.scst.temperature must be > 0, got {self.temperature}")
+
+
+def caption_words(tokens: list[int], vocab: Vocabulary) -> list[int]:
+    """Token ids -> the caption's word ids: up to the first <eos>, without <bos> or padding."""
+    words = []
+    for token in tokens:
+        if token == vocab.eos:
+            break
+        if token not in (vocab.bos, vocab.pad):
+            words.append(token)
+    return words
+
+
+def self_critical_loss(model: CaptionModel, pixels: torch.Tensor, references: list[list[list[int]]], reward: CiderD,
+                       vocab: Vocabulary, config: ScstConfig, max_length: int) -> tuple[torch.Tensor, dict]:
+    """Images (B, 3, S, S) and each image's reference word ids -> the policy-gradient loss
+    ``-mean((reward - baseline) * log p(sample))`` over B x ``samples`` captions, and its figures
+    (mean reward and baseline, the sampled tokens (B * K, T) and their advantages)."""
+    features = model.encoder(pixels)  # (B, F)
+    banned = [vocab.pad, vocab.bos, vocab.unk]  # as decoding by default: <unk> is never said
+    tokens, log_probs = sample(model.decoder, features.repeat_interleave(config.samples, dim=0), vocab.bos, vocab.eos,
+                               max_length, config.temperature, banned=banned)  # (B * K, T), (B * K,)
+    sampled_references = [refs for refs in references for _ in range(config.samples)]
+    rewards = torch.tensor(reward.scores([caption_words(t, vocab) for t in tokens.tolist()], sampled_references),
+                           dtype=torch.float32, device=log_probs.device)  # (B * K,)
+    if config.baseline == "greedy":
+        with torch.no_grad():
+            greedy, _, _ = beam_search(model.decoder, features.detach(), vocab.bos, vocab.eos, max_length, 1,
+                                       banned=banned)  # (B, 1, T)
+        greedy_rewards = reward.scores([caption_words(t, vocab) for t in greedy[:, 0].tolist()], references)
+        baseline = torch.tensor(greedy_rewards, dtype=torch.float32, device=log_probs.device)
+        baseline = baseline.repeat_interleave(config.samples)
+    else:
+        per_image = rewards.view(-1, config.samples)  # (B, K)
+        baseline = ((per_image.sum(1, keepdim=True) - per_image) / (config.samples - 1)).flatten()
+    loss = -((rewards - baseline) * log_probs).mean()
+    return loss, {"reward": rewards.mean().item(), "baseline": baseline.mean().item(), "samples": tokens,
+                  "advantages": (rewards - baseline).detach()}
