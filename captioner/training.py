@@ -151,6 +151,7 @@ class Trainer:
             for r in (train_records, val_records))
         self.feature_datasets: tuple[CaptionDataset, CaptionDataset] | None = None  # set by fit()
         self.reward = self._reward(train_records) if config.objective == "scst" else None
+        self.sample_rewards: list[float] = []  # self-critical steps: the samples' mean reward, this epoch
         self.steps_per_epoch = math.ceil(len(train_records) // self.world * self.world / config.batch_size)
         self.total_steps = config.max_epochs * self.steps_per_epoch
         if config.max_steps is not None:
@@ -220,6 +221,7 @@ class Trainer:
                    mininterval=0.1 if sys.stderr.isatty() else 15)  # a log file gets a line every 15 s, not 10 a second
         total_loss, images = 0.0, 0
         step = self._train_step if self.reward is None else self._self_critical_step
+        self.sample_rewards = []
         with bar:
             for pixels, *captions in loader:
                 loss = distributed.mean_across_processes(step(pixels, *captions), self.device)
@@ -267,9 +269,10 @@ class Trainer:
         for row, image in zip(tokens.tolist(), image_index.tolist()):
             references[image].append(caption_words(row, self.captioner.vocab))
         with self.autocast():
-            loss, _ = self_critical_loss(self.captioner.model, pixels, references, self.reward, self.captioner.vocab,
-                                         self.config.scst, self.captioner.max_length)
+            loss, figures = self_critical_loss(self.captioner.model, pixels, references, self.reward,
+                                               self.captioner.vocab, self.config.scst, self.captioner.max_length)
         self._optimize(loss)
+        self.sample_rewards.append(figures["reward"])
         return loss.item()
 
     def _optimize(self, loss: torch.Tensor) -> None:
@@ -319,7 +322,10 @@ class Trainer:
             distributed.barrier()
             return
         row = {"step": self.step, "epoch": self.epoch, "lr": float(f"{self.scheduler.get_last_lr()[-1]:.3g}"),
-               "train_loss": round(train_loss, 4), **self.validate()}
+               "train_loss": round(train_loss, 4)}
+        if self.sample_rewards:  # self-critical: train_loss is the policy loss, this the samples' mean CIDEr-D
+            row["train_reward"] = round(sum(self.sample_rewards) / len(self.sample_rewards), 4)
+        row |= self.validate()
         self.curve.append(row)
         print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
               file=sys.stderr)

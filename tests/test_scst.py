@@ -94,6 +94,7 @@ def test_scst_from_a_trained_model_trains_and_resumes_to_identical_weights(tiny_
     assert not torch.equal(uninterrupted["state_dict"]["decoder.out.weight"], start["state_dict"]["decoder.out.weight"])
     rows = list(csv.DictReader((tmp_path / "a" / "training_curve.csv").open()))
     assert len(rows) == 2 and "val_CIDEr" in rows[0] and uninterrupted["step"] == 12
+    assert 0.0 <= float(rows[0]["train_reward"]) and "train_reward" in metrics
 
     real_step, calls = Trainer._self_critical_step, {"n": 0}
 
