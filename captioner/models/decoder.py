@@ -131,15 +131,16 @@ class Decoder(nn.Module):
         prior = state.prior.transpose(0, 1) if state.prior is not None else None  # (N, 1, V)
         return self._logits(self.dropout(outputs), prior, tokens, teacher_forcing=True)
 
-    def step(self, tokens: torch.Tensor, state: DecoderState, class_lm_weight: float | None = None
-             ) -> tuple[torch.Tensor, DecoderState]:
+    def step(self, tokens: torch.Tensor, state: DecoderState, class_lm_weight: float | None = None,
+             as_trained: bool = False) -> tuple[torch.Tensor, DecoderState]:
         """One step for decoding: tokens (B,) -> logits (B, V) and the next state.
 
-        ``class_lm_weight`` overrides the word-class head's decoding weight (None: the model's own).
+        ``class_lm_weight`` overrides the word-class head's decoding weight (None: the model's own);
+        ``as_trained`` forms the logits as teacher forcing does (the head's training weight and prior).
         """
         outputs, state, _ = self._run(tokens.unsqueeze(1), state)  # (B, 1, H [+ C with attention])
         prior = state.prior[0] if state.prior is not None else None  # (B, V)
-        return self._logits(outputs.squeeze(1), prior, tokens, class_lm_weight=class_lm_weight), state
+        return self._logits(outputs.squeeze(1), prior, tokens, as_trained, class_lm_weight), state
 
     def attention_weights(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Where each step looked: features (B, F), tokens (B, T) -> the attention over the grid cells
