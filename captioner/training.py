@@ -92,6 +92,8 @@ class TrainerConfig:
             raise CaptionerError(f"trainer.monitor_mode must be min or max, got {self.monitor_mode!r}")
         if self.objective not in ("xe", "scst"):
             raise CaptionerError(f"trainer.objective must be xe or scst, got {self.objective!r}")
+        if self.objective == "scst" and not self.init_from:
+            raise CaptionerError("trainer.objective=scst fine-tunes a trained model: give trainer.init_from=MODEL.pt")
 
 
 def seeded_subset(size: int, count: int, seed: int) -> list[int]:
