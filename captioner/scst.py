@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from captioner.decoding import beam_search, sample
 from captioner.errors import CaptionerError
@@ -81,3 +82,17 @@ def self_critical_loss(model: CaptionModel, pixels: torch.Tensor, references: li
     loss = -((rewards - baseline) * log_probs).mean()
     return loss, {"reward": rewards.mean().item(), "baseline": baseline.mean().item(), "samples": tokens,
                   "advantages": (rewards - baseline).detach()}
+
+
+class SelfCritical(nn.Module):
+    """The model's self-critical loss as a module's ``forward``, so that DDP can wrap it and average
+    the gradients over the processes (each samples its own share of the images)."""
+
+    def __init__(self, model: CaptionModel, reward: CiderD, vocab: Vocabulary, config: ScstConfig, max_length: int):
+        super().__init__()
+        self.model = model
+        self.reward, self.vocab, self.config, self.max_length = reward, vocab, config, max_length
+
+    def forward(self, pixels: torch.Tensor, references: list[list[list[int]]]) -> tuple[torch.Tensor, dict]:
+        return self_critical_loss(self.model, pixels, references, self.reward, self.vocab, self.config,
+                                  self.max_length)

@@ -49,7 +49,7 @@ from captioner.feature_cache import Extraction, cached_features
 from captioner.io import atomic_open
 from captioner.pictures.plots import training_curve_png
 from captioner.rewards import CiderD
-from captioner.scst import ScstConfig, caption_words, self_critical_loss
+from captioner.scst import ScstConfig, SelfCritical, caption_words
 
 LAST, BEST, CURVE, CURVE_PLOT = "last.pt", "model.pt", "training_curve.csv", "training_curve.png"
 
@@ -138,9 +138,14 @@ class Trainer:
         captioner.device = self.device
         if self.world > 1 and captioner.model.encoder.frozen and config.finetune_after_epochs is not None:
             raise CaptionerError("trainer.finetune_after_epochs with a frozen encoder is not supported with ddp yet")
-        # the model the training steps run through: DDP averages its gradients over the processes
-        self.model = captioner.model if self.world == 1 else DistributedDataParallel(
-            captioner.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.reward = self._reward(train_records) if config.objective == "scst" else None
+        # what the training steps run through (the model, or its self-critical loss): DDP averages its gradients
+        # over the processes; a self-critical step leaves the word head unused
+        trained = captioner.model if self.reward is None else SelfCritical(
+            captioner.model, self.reward, captioner.vocab, config.scst, captioner.max_length)
+        self.model = trained if self.world == 1 else DistributedDataParallel(
+            trained, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=self.reward is not None)
         if config.cache_images and config.num_workers:
             raise CaptionerError("trainer.cache_images needs trainer.num_workers=0: "
                                  "a worker's cache is lost when the worker ends with its epoch")
@@ -152,7 +157,6 @@ class Trainer:
                            config.captions_per_image, config.cache_images)
             for r in (train_records, val_records))
         self.feature_datasets: tuple[CaptionDataset, CaptionDataset] | None = None  # set by fit()
-        self.reward = self._reward(train_records) if config.objective == "scst" else None
         self.sample_rewards: list[float] = []  # self-critical steps: the samples' mean reward, this epoch
         self.steps_per_epoch = math.ceil(len(train_records) // self.world * self.world / config.batch_size)
         self.total_steps = config.max_epochs * self.steps_per_epoch
@@ -271,8 +275,7 @@ class Trainer:
         for row, image in zip(tokens.tolist(), image_index.tolist()):
             references[image].append(caption_words(row, self.captioner.vocab))
         with self.autocast():
-            loss, figures = self_critical_loss(self.captioner.model, pixels, references, self.reward,
-                                               self.captioner.vocab, self.config.scst, self.captioner.max_length)
+            loss, figures = self.model(pixels, references)
         self._optimize(loss)
         self.sample_rewards.append(figures["reward"])
         return loss.item()
@@ -290,8 +293,6 @@ class Trainer:
 
     def _reward(self, train_records: list[ImageRecord]) -> CiderD:
         """CIDEr-D with the document frequencies of the training references (as the model reads them)."""
-        if self.world > 1:
-            raise CaptionerError("trainer.objective=scst runs in one process for now (not with trainer.strategy=ddp)")
         if self.config.captions_per_image != "all":
             raise CaptionerError("trainer.objective=scst scores samples against every reference of the image: "
                                  "set trainer.captions_per_image=all")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import cli, tiny_data
 
 pytestmark = pytest.mark.slow
@@ -109,3 +110,21 @@ def test_extraction_under_torchrun_writes_the_cache_one_process_writes(tmp_path)
     assert one.parent.name == two.parent.name  # the same key
     assert len(list(two.parent.glob("chunks-*.jsonl"))) == 2  # both processes encoded a share
     assert np.allclose(np.load(one), np.load(two), rtol=1e-3, atol=1e-3)  # batches of other sizes
+
+
+def test_self_critical_training_runs_under_torchrun(tmp_path):
+    settings = [*tiny_data(tmp_path), "model.image_size=32", "model.encoder.stage=layer2",
+                "model.decoder.hidden_dim=32", "model.decoder.embed_dim=16", "trainer.batch_size=8",
+                "trainer.device=cpu", "trainer.amp=false", "show_examples=0", "metrics.meteor=false"]
+    first = cli("train", *settings, "trainer.max_steps=3", f"hydra.run.dir={tmp_path / 'xe'}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    scst = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "captioner.cli.train", "trainer.strategy=ddp", *settings, "trainer.objective=scst",
+                           f"trainer.init_from={tmp_path / 'xe' / 'model.pt'}", "trainer.max_epochs=2",
+                           "trainer.lr=1e-3", "trainer.scst.samples=2", f"hydra.run.dir={tmp_path / 'scst'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert scst.returncode == 0, scst.stderr
+    rows = curve(tmp_path / "scst")
+    assert [row["step"] for row in rows] == ["3", "6"] and all(float(row["train_reward"]) >= 0 for row in rows)
+    start, tuned = (torch.load(tmp_path / run / "last.pt", weights_only=True)["state_dict"] for run in ("xe", "scst"))
+    assert not torch.equal(start["decoder.out.weight"], tuned["decoder.out.weight"])
