@@ -33,6 +33,8 @@ class DecodeOptions:
     top_p: float = 1.0  # sampling only: keep the smallest set of words with this much probability
     seed: int | None = 0  # sampling only: None draws a fresh seed
     class_lm_weight: float | None = None  # the word-class head's decoding weight (None: the checkpoint's)
+    rerank: str = "none"  # none | bidirectional: the beam's candidates ranked again, with the reverse decoder
+    rerank_weight: float = 1.0  # bidirectional: forward log-prob + this x the reverse decoder's
 
     def __post_init__(self):
         checks = [
@@ -48,6 +50,9 @@ class DecodeOptions:
              f"decode.class_lm_weight must be >= 0, got {self.class_lm_weight}"),
             (self.top_k >= 0 and self.no_repeat_ngram_size >= 0,
              "decode.top_k and decode.no_repeat_ngram_size must be >= 0"),
+            (self.rerank in ("none", "bidirectional"), f"decode.rerank must be none or bidirectional, got "
+                                                         f"{self.rerank!r}"),
+            (self.rerank == "none" or self.strategy == "beam", "decode.rerank re-ranks a beam: decode.strategy=beam"),
         ]
         for ok, message in checks:
             if not ok:
@@ -75,6 +80,9 @@ def decode(decoder, features: torch.Tensor, bos: int, eos: int, banned: list[int
     else:
         tokens, log_probs, _ = beam_search(decoder, features, bos, eos, length, options.beam_size,
                                            options.length_penalty, options.no_repeat_ngram_size, banned, step_options)
+        if options.rerank == "bidirectional":
+            tokens, log_probs = rerank_bidirectional(decoder, features, tokens, log_probs, bos, eos,
+                                                     options.rerank_weight)
         tokens, log_probs = tokens[:, : options.num_captions], log_probs[:, : options.num_captions]
     return [[Hypothesis(_words(row, eos), lp) for row, lp in zip(rows, lps)]
             for rows, lps in zip(tokens.tolist(), log_probs.tolist())]
@@ -131,6 +139,33 @@ def beam_search(decoder, features: torch.Tensor, bos: int, eos: int, max_length:
         if finished.all():
             break
     return history.view(batch, beams, -1), log_probs.view(batch, beams), scores
+
+
+def rerank_bidirectional(decoder, features: torch.Tensor, tokens: torch.Tensor, log_probs: torch.Tensor, bos: int,
+                         eos: int, weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The beam's candidates (B, K, T) with their log-probs (B, K), ordered again by forward log-prob
+    + ``weight`` x the reverse decoder's log-prob of the caption read backwards (Wang et al., 2016)."""
+    if getattr(decoder, "reverse", None) is None:
+        raise CaptionerError("decode.rerank=bidirectional needs a model trained with model.decoder.bidirectional=true")
+    batch, beams, _ = tokens.shape
+    backward = reverse_log_probs(decoder.reverse, features.repeat_interleave(beams, dim=0),
+                                 [_words(row, eos) for row in tokens.flatten(0, 1).tolist()], bos, eos)
+    order = (log_probs + weight * backward.view(batch, beams)).argsort(dim=1, descending=True, stable=True)  # (B, K)
+    return tokens.gather(1, order.unsqueeze(2).expand_as(tokens)), log_probs.gather(1, order)
+
+
+@torch.no_grad()
+def reverse_log_probs(reverse, features: torch.Tensor, captions: list[list[int]], bos: int, eos: int) -> torch.Tensor:
+    """The reverse decoder's log-probability of each caption (word ids) read backwards, <eos> included,
+    with the logits formed as decoding forms them -> (N,)."""
+    backwards = [caption[::-1] + [eos] for caption in captions]
+    width = max(len(b) for b in backwards)
+    targets = torch.tensor([b + [eos] * (width - len(b)) for b in backwards], device=features.device)  # (N, T)
+    inputs = torch.cat([torch.full_like(targets[:, :1], bos), targets[:, :-1]], dim=1)
+    chosen = reverse(features, inputs, as_trained=False).float().log_softmax(-1).gather(2, targets.unsqueeze(2))
+    lengths = torch.tensor([len(b) for b in backwards], device=features.device)
+    inside = torch.arange(width, device=features.device) < lengths.unsqueeze(1)  # (N, T)
+    return (chosen.squeeze(2) * inside).sum(1)
 
 
 def gnmt_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -47,6 +47,7 @@ from captioner.errors import CaptionerError
 from captioner.evaluation import Scorer, caption_records, score_captions
 from captioner.feature_cache import Extraction, cached_features
 from captioner.io import atomic_open
+from captioner.models.model import reverse_captions
 from captioner.pictures.plots import training_curve_png
 from captioner.rewards import CiderD
 from captioner.scst import ScstConfig, SelfCritical, caption_words
@@ -157,6 +158,7 @@ class Trainer:
                            config.captions_per_image, config.cache_images)
             for r in (train_records, val_records))
         self.feature_datasets: tuple[CaptionDataset, CaptionDataset] | None = None  # set by fit()
+        self.bidirectional = captioner.model.decoder.reverse is not None
         self.sample_rewards: list[float] = []  # self-critical steps: the samples' mean reward, this epoch
         self.steps_per_epoch = math.ceil(len(train_records) // self.world * self.world / config.batch_size)
         self.total_steps = config.max_epochs * self.steps_per_epoch
@@ -254,14 +256,18 @@ class Trainer:
             t.to(self.device, non_blocking=True) for t in (pixels, tokens, image_index, word_targets))
         if self.config.channels_last and pixels.dim() == 4:  # not cached features (B, F)
             pixels = pixels.contiguous(memory_format=torch.channels_last)
+        backwards = reverse_captions(tokens, self.captioner.vocab.pad) if self.bidirectional else None
         with self.autocast():
             # tokens (N, T): <bos> w1 .. wn <eos> <pad>..; logits (N, T-1, V); word_logits (B, V)
-            logits, word_logits = self.model(pixels, tokens[:, :-1], image_index)
+            logits, word_logits, *reverse = self.model(pixels, tokens[:, :-1], image_index,
+                                                       None if backwards is None else backwards[:, :-1])
             caption_loss = self.loss_fn(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
             # summed over the vocabulary, averaged over images
             word_loss = nn.functional.binary_cross_entropy_with_logits(
                 word_logits.float(), word_targets, reduction="sum") / len(pixels)
             loss = caption_loss + self.config.word_loss_weight * word_loss
+            if reverse:  # the reverse decoder learns the captions read backwards, as much as the forward one
+                loss = loss + self.loss_fn(reverse[0].flatten(0, 1).float(), backwards[:, 1:].flatten())
         self._optimize(loss)
         return caption_loss.item()
 

@@ -16,6 +16,10 @@ off by default, add to that core:
   cell over a whole caption at once.
 - ``head``: how the logits are formed. ``{"name": "plain"}`` is one linear layer;
   ``{"name": "word_classes", ...}`` is :class:`~captioner.models.word_classes.WordClasses`.
+- ``bidirectional``: a second decoder of the same kind (``reverse``) learns the captions read
+  backwards from the same features, so that a finished caption can be scored from its other end
+  and the beam's candidates re-ranked (Wang et al., ACM MM 2016, "Image Captioning with Deep
+  Bidirectional LSTMs"; ``decode.rerank=bidirectional``).
 
 Figures for each option: benchmarks/README.md, "The demo recipe".
 """
@@ -54,8 +58,10 @@ class Decoder(nn.Module):
         attention_dim: int = 0,
         locations: int = 1,
         head: dict | None = None,
+        bidirectional: bool = False,
     ):
         super().__init__()
+        settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "bidirectional")}
         head = dict(head or {"name": "plain"})
         head_name = head.pop("name", "plain")
         if cell not in CELLS:
@@ -84,6 +90,8 @@ class Decoder(nn.Module):
         self.word_head = nn.Linear(feature_dim, vocab_size)
         self.word_prior = word_prior
         self._initialise()
+        # last: a forward-only decoder draws the same random numbers, and trains the same, as before
+        self.reverse = Decoder(**settings) if bidirectional else None
 
     def _initialise(self) -> None:
         # The image starts as a small change to the state, so that learning the language
@@ -117,19 +125,20 @@ class Decoder(nn.Module):
         """features (B, F) -> logits (B, V) of each word appearing in the image's captions."""
         return self.word_head(features)
 
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None,
+                as_trained: bool = True) -> torch.Tensor:
         """Teacher forcing: features (B, F), tokens (N, T) -> logits (N, T, V).
 
         ``image_index`` (N,) says which image each caption describes (by default caption i
         describes image i): the image's part of the state is computed once per image.
+        ``as_trained=False`` forms the logits as ``step`` does (scoring a caption as decoding would).
         """
         state = self.initial_state(features)
         if image_index is not None:
             state = state.reorder(image_index)
         outputs, _, _ = self._run(tokens, state)  # (N, T, H [+ C with attention])
         prior = state.prior.transpose(0, 1) if state.prior is not None else None  # (N, 1, V)
-        return self._logits(self.dropout(outputs), prior, tokens, teacher_forcing=True)
+        return self._logits(self.dropout(outputs), prior, tokens, teacher_forcing=as_trained)
 
     def step(self, tokens: torch.Tensor, state: DecoderState, class_lm_weight: float | None = None,
              as_trained: bool = False) -> tuple[torch.Tensor, DecoderState]:

@@ -18,8 +18,8 @@ class CaptionModel(nn.Module):
         self.encoder = Encoder(**encoder)
         self.decoder = Decoder(vocab_size, self.encoder.feature_dim, locations=self.encoder.locations, **decoder)
 
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor,
-                image_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None,
+                reversed_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Teacher forcing: images (B, 3, H, W) (or their cached grid features (B, F), see
         :meth:`Encoder.forward`), tokens (N, T) -> word logits (N, T, V), and
         the logits of each word appearing in the image's captions (B, V): the decoder's word head,
@@ -27,8 +27,21 @@ class CaptionModel(nn.Module):
         2016, "What value do explicit high level concepts have in vision to language problems?").
 
         ``image_index`` (N,) says which image each caption describes (several captions per
-        image: one encoder pass); by default caption i describes image i.
+        image: one encoder pass); by default caption i describes image i. With ``reversed_tokens``
+        (the same captions read backwards, :func:`reverse_captions`) a bidirectional decoder's
+        reverse logits come third.
         """
         features = self.encoder(images)  # (B, F)
-        return self.decoder(features, tokens, image_index), self.decoder.word_logits(features)
+        outputs = self.decoder(features, tokens, image_index), self.decoder.word_logits(features)
+        if reversed_tokens is None:
+            return outputs
+        return *outputs, self.decoder.reverse(features, reversed_tokens, image_index)  # (N, T, V): read backwards
 
+
+
+def reverse_captions(tokens: torch.Tensor, pad: int) -> torch.Tensor:
+    """Captions (N, T) as ``<bos> w1 .. wn <eos> <pad>..`` -> ``<bos> wn .. w1 <eos> <pad>..``."""
+    words = (tokens != pad).sum(1, keepdim=True) - 2  # (N, 1)
+    positions = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)  # (N, T)
+    inside = (positions >= 1) & (positions <= words)
+    return tokens.gather(1, torch.where(inside, words + 1 - positions, positions))

@@ -1,0 +1,84 @@
+"""Bidirectional decoding: a reverse decoder learns the captions read backwards and re-ranks the beam."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
+
+from captioner import Captioner, CaptionerError
+from captioner.checkpoint import load_checkpoint
+from captioner.decoding import DecodeOptions, decode, reverse_log_probs
+from captioner.models.decoder import Decoder
+from captioner.models.model import CaptionModel, reverse_captions
+from captioner.recipe import train
+
+BOS, EOS, PAD = 1, 2, 0
+
+
+def test_captions_read_backwards_keep_bos_eos_and_padding():
+    tokens = torch.tensor([[1, 5, 6, 7, 2, 0], [1, 8, 2, 0, 0, 0], [1, 2, 0, 0, 0, 0]])
+    assert reverse_captions(tokens, PAD).tolist() == [[1, 7, 6, 5, 2, 0], [1, 8, 2, 0, 0, 0], [1, 2, 0, 0, 0, 0]]
+
+
+def bidirectional_decoder() -> Decoder:
+    torch.manual_seed(0)
+    return Decoder(vocab_size=12, feature_dim=8, embed_dim=4, hidden_dim=8, cell="gru", attention_dim=5, locations=4,
+                   bidirectional=True).eval()
+
+
+def test_the_reverse_decoder_scores_a_caption_as_a_step_by_step_pass_over_it_read_backwards():
+    decoder, features = bidirectional_decoder(), torch.randn(3, 8)
+    captions = [[5, 6, 7], [8], []]
+    scores = reverse_log_probs(decoder.reverse, features, captions, BOS, EOS)
+    for i, caption in enumerate(captions):
+        state, total = decoder.reverse.initial_state(features[i : i + 1]), 0.0
+        for previous, word in zip([BOS, *caption[::-1]], [*caption[::-1], EOS]):
+            logits, state = decoder.reverse.step(torch.tensor([previous]), state)
+            total += logits.log_softmax(-1)[0, word].item()
+        assert scores[i].item() == pytest.approx(total, abs=1e-5)
+
+
+def test_re_ranking_with_weight_0_keeps_the_beams_order_and_a_large_weight_follows_the_reverse_decoder():
+    decoder, features = bidirectional_decoder(), torch.randn(2, 8)
+    beam = DecodeOptions(beam_size=4, num_captions=4, max_length=6)
+    plain = decode(decoder, features, BOS, EOS, [PAD, BOS], beam, 6)
+    unweighted = decode(decoder, features, BOS, EOS, [PAD, BOS],
+                        DecodeOptions(beam_size=4, num_captions=4, max_length=6, rerank="bidirectional",
+                                      rerank_weight=0.0), 6)
+    assert unweighted == plain
+    heavy = decode(decoder, features, BOS, EOS, [PAD, BOS],
+                   DecodeOptions(beam_size=4, num_captions=4, max_length=6, rerank="bidirectional",
+                                 rerank_weight=1e6), 6)
+    for image, hypotheses in enumerate(heavy):
+        backward = reverse_log_probs(decoder.reverse, features[image : image + 1].expand(4, -1),
+                                     [h.tokens for h in hypotheses], BOS, EOS)
+        assert backward.tolist() == sorted(backward.tolist(), reverse=True)
+        same_candidates = sorted(tuple(h.tokens) for h in plain[image])
+        assert sorted(tuple(h.tokens) for h in hypotheses) == same_candidates
+
+
+def test_re_ranking_needs_a_reverse_decoder():
+    decoder = Decoder(vocab_size=12, feature_dim=8)
+    with pytest.raises(CaptionerError, match="needs a model trained with model.decoder.bidirectional=true"):
+        decode(decoder, torch.randn(1, 8), BOS, EOS, [PAD], DecodeOptions(beam_size=2, rerank="bidirectional"), 5)
+    with pytest.raises(CaptionerError, match="decode.strategy=beam"):
+        DecodeOptions(strategy="sample", rerank="bidirectional")
+
+
+def test_a_bidirectional_model_trains_its_reverse_decoder_and_captions_with_re_ranking(tiny_records, tmp_path):
+    settings = TINY_DECODER | {"bidirectional": True}
+    train(tiny_records, tmp_path, TINY_ENCODER, settings, tiny_trainer(max_steps=3), image_size=32, test_split=None)
+    trained = load_checkpoint(tmp_path / "last.pt")["state_dict"]
+    vocab_size = len(load_checkpoint(tmp_path / "last.pt")["vocab"])
+    torch.manual_seed(0)  # as train() seeds before building the model
+    initial = CaptionModel(vocab_size, TINY_ENCODER, settings).state_dict()
+    assert not torch.equal(initial["decoder.reverse.out.weight"], trained["decoder.reverse.out.weight"])
+    torch.manual_seed(0)
+    forward_only = CaptionModel(vocab_size, TINY_ENCODER, TINY_DECODER).state_dict()
+    assert all(torch.equal(value, initial[key]) for key, value in forward_only.items())  # the reverse part comes last
+    captioner = Captioner.load(tmp_path / "model.pt")
+    paths = [r.path for r in tiny_records[:4]]
+    reranked = captioner.caption(paths, beam_size=3, rerank="bidirectional")
+    assert len(reranked) == 4 and captioner.caption(paths, beam_size=3, rerank="bidirectional", rerank_weight=0.0) \
+        == captioner.caption(paths, beam_size=3)
