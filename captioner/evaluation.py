@@ -12,7 +12,7 @@ from captioner import distributed
 from captioner.api import Captioner
 from captioner.data.formats import ImageRecord, read_coco_references, read_coco_results, split_records
 from captioner.decoding import DecodeOptions
-from captioner.errors import CaptionerError, ImageError
+from captioner.errors import CaptionerError
 from captioner.io import write_json
 from captioner.metrics import coco_caption_metrics, coco_caption_scores
 from captioner.pictures.report import write_report
@@ -32,9 +32,7 @@ def caption_records(captioner: Captioner, records: list[ImageRecord], options: D
     (scores over part of a split would not compare)."""
     captions: list[str] = []
     for batch in captioner.read_images([r.path for r in records], batch_size, num_workers):
-        failed = next(((path, error) for path, error in zip(batch.paths, batch.errors) if error is not None), None)
-        if failed:
-            raise ImageError(*failed)
+        batch.raise_first_error()
         captions += captioner.caption_tensors(batch.pixels, **asdict(options))
     return captions
 
@@ -91,7 +89,7 @@ def evaluate_model(captioner: Captioner, records: list[ImageRecord], out_dir: st
                 for r, c, e in zip(records, captions, each)])
     metrics = _finish(out_dir, scores | {"num_images": len(records)})
     if report:
-        page = write_report(out_dir, metrics, records, captions, each, captioner, batch_size, num_workers)
+        page = write_report(out_dir, metrics, records, captions, each, captioner, batch_size)
         print(f"wrote {page}", file=sys.stderr)
     return metrics
 

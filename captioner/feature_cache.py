@@ -172,9 +172,7 @@ def _extract(folder: Path, encoder: Encoder, preprocess: Preprocess, paths: Sequ
     with record, bar, open(folder / FEATURES, "r+b") as handle:
         for batch in load_images([paths[i] for i in mine], preprocess.transform(), extraction.batch_size,
                                  extraction.num_workers, pin_memory=body_device.type == "cuda"):
-            failed = next(((p, e) for p, e in zip(batch.paths, batch.errors) if e is not None), None)
-            if failed:
-                raise ImageError(*failed)
+            batch.raise_first_error()
             buffer.append(_encode(encoder, batch.pixels.to(body_device), extraction))
             bar.update(len(batch.paths))
             while chunk is not None and sum(len(b) for b in buffer) >= _chunk_size(chunk, rows, chunk_rows):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from captioner.recipe import train
 from captioner.synthetic.dataset import synthetic_dataset
-from captioner.training import TrainerConfig
+from captioner.training import Trainer, TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
@@ -66,6 +68,25 @@ def attention_checkpoint(tiny_records, tmp_path_factory) -> Path:
     train(tiny_records, out_dir, TINY_ENCODER, TINY_DECODER | {"attention_dim": 8}, tiny_trainer(max_steps=3),
           image_size=32, test_split=None)
     return out_dir / "model.pt"
+
+
+@contextlib.contextmanager
+def interrupted_at_step(step_method: str, step: int = 5) -> Iterator[None]:
+    """Inside the block ``Trainer.<step_method>`` raises KeyboardInterrupt at its ``step``-th call, as
+    Ctrl-C would (last.pt is saved, the run stops)."""
+    real, calls = getattr(Trainer, step_method), [0]
+
+    def interrupting(self, *args):
+        calls[0] += 1
+        if calls[0] == step:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    setattr(Trainer, step_method, interrupting)
+    try:
+        yield
+    finally:
+        setattr(Trainer, step_method, real)
 
 
 def tiny_data(work: Path) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
+from conftest import TINY_DECODER, TINY_ENCODER, interrupted_at_step, tiny_trainer
 
 from captioner import Captioner
 from captioner.checkpoint import load_checkpoint
@@ -59,7 +59,7 @@ def test_beam_search_on_cuda_gives_the_cpu_captions(tiny_records, tmp_path):
                           torch.tensor([[lp for _, lp in i] for i in on_cpu]), atol=1e-3)
 
 
-def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_records, tmp_path, monkeypatch):
+def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_records, tmp_path):
     settings = {"device": "cuda", "max_epochs": 2, "checkpoint_every_steps": 4, "amp": False}
 
     def run(out, **extra):
@@ -69,18 +69,8 @@ def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_records, tmp_pa
         return load_checkpoint(out / "last.pt")
 
     whole = run(tmp_path / "whole")
-    real, calls = Trainer._train_step, {"n": 0}
-
-    def interrupt_at_step_5(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
-    monkeypatch.setattr(Trainer, "_train_step", interrupt_at_step_5)
-    with pytest.raises(Exception, match="interrupted"):
+    with interrupted_at_step("_train_step"), pytest.raises(Exception, match="interrupted"):
         run(tmp_path / "cut")
-    monkeypatch.setattr(Trainer, "_train_step", real)
     resumed = run(tmp_path / "cut", resume=True)
     assert resumed["step"] == whole["step"] == 12
     for name, tensor in whole["state_dict"].items():

@@ -6,14 +6,13 @@ import csv
 
 import pytest
 import torch
-from conftest import tiny_trainer
+from conftest import interrupted_at_step, tiny_trainer
 from PIL import Image
 
 from captioner import Captioner, CaptionerError
 from captioner.checkpoint import load_checkpoint
 from captioner.recipe import train
 from captioner.scst import ScstConfig, self_critical_loss
-from captioner.training import Trainer
 
 
 class Rewards:
@@ -86,8 +85,7 @@ def _scst(records, out_dir, checkpoint, **overrides):
     return metrics, load_checkpoint(out_dir / "last.pt")
 
 
-def test_scst_from_a_trained_model_trains_and_resumes_to_identical_weights(tiny_records, tiny_checkpoint, tmp_path,
-                                                                          monkeypatch):
+def test_scst_from_a_trained_model_trains_and_resumes_to_identical_weights(tiny_records, tiny_checkpoint, tmp_path):
     metrics, uninterrupted = _scst(tiny_records, tmp_path / "a", tiny_checkpoint)
     start = load_checkpoint(tiny_checkpoint)
     assert uninterrupted["vocab"] == start["vocab"] and uninterrupted["model_args"] == start["model_args"]
@@ -96,18 +94,8 @@ def test_scst_from_a_trained_model_trains_and_resumes_to_identical_weights(tiny_
     assert len(rows) == 2 and "val_CIDEr" in rows[0] and uninterrupted["step"] == 12
     assert 0.0 <= float(rows[0]["train_reward"]) and "train_reward" in metrics
 
-    real_step, calls = Trainer._self_critical_step, {"n": 0}
-
-    def interrupt_at_step_5(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(Trainer, "_self_critical_step", interrupt_at_step_5)
-    with pytest.raises(Exception, match="interrupted"):
+    with interrupted_at_step("_self_critical_step"), pytest.raises(Exception, match="interrupted"):
         _scst(tiny_records, tmp_path / "b", tiny_checkpoint)
-    monkeypatch.setattr(Trainer, "_self_critical_step", real_step)
     _, resumed = _scst(tiny_records, tmp_path / "b", tiny_checkpoint, resume=True)
     assert resumed["step"] == 12
     for key, value in uninterrupted["state_dict"].items():

@@ -3,7 +3,7 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
+from conftest import TINY_DECODER, TINY_ENCODER, interrupted_at_step, tiny_trainer
 from PIL import Image
 
 from captioner import Captioner, CaptionerError
@@ -44,22 +44,12 @@ def _train(records, out_dir, **overrides):
 
 @pytest.mark.parametrize("settings", [{"captions_per_image": "all"}, {"captions_per_image": "one"},
                                       {"ema_decay": 0.8}])
-def test_resume_after_interrupt_ends_with_identical_weights(tiny_records, tmp_path, monkeypatch, settings):
+def test_resume_after_interrupt_ends_with_identical_weights(tiny_records, tmp_path, settings):
     uninterrupted = _train(tiny_records, tmp_path / "a", **settings)
 
-    real_step, calls = Trainer._train_step, {"n": 0}
-
-    def interrupt_at_step_5(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt  # as Ctrl-C: last.pt is saved, the run stops
-        return real_step(self, *args)
-
-    monkeypatch.setattr(Trainer, "_train_step", interrupt_at_step_5)
-    with pytest.raises(Exception, match="interrupted"):
+    with interrupted_at_step("_train_step"), pytest.raises(Exception, match="interrupted"):
         _train(tiny_records, tmp_path / "b", **settings)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
-    monkeypatch.setattr(Trainer, "_train_step", real_step)
     resumed = _train(tiny_records, tmp_path / "b", resume=True, **settings)
 
     assert resumed["step"] == uninterrupted["step"] == 12

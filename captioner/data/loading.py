@@ -37,6 +37,12 @@ class ImageBatch:
     pixels: torch.Tensor | None
     errors: list[str | None]
 
+    def raise_first_error(self) -> None:
+        """Raise ImageError for the first file that could not be read (where every file is needed)."""
+        for path, error in zip(self.paths, self.errors):
+            if error is not None:
+                raise ImageError(path, error)
+
 
 class ImageFiles(Dataset):
     """Files -> (path, preprocessed image or None, the reason it cannot be read or None)."""

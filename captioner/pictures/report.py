@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 from PIL import Image
 
 from captioner.data.formats import ImageRecord
@@ -83,23 +84,24 @@ render();
 
 
 def write_report(out_dir: str | Path, metrics: dict, records: Sequence[ImageRecord], captions: Sequence[str],
-                 scores: Sequence[dict], captioner: Captioner | None = None, batch_size: int = 64,
-                 num_workers: int | None = None) -> Path:
+                 scores: Sequence[dict], captioner: Captioner | None = None, batch_size: int = 64) -> Path:
     """Write ``out_dir/report.html`` and its thumbnails (and attention strips when ``captioner``
     attends) under ``out_dir/report_files/``; -> the page's path."""
     out_dir = Path(out_dir)
     files = out_dir / FILES
-    (files / "images").mkdir(parents=True, exist_ok=True)
-    thumbnails = []
-    for n, record in enumerate(records):
-        image = load_image(record.path)
-        scale = THUMBNAIL / max(image.size)  # small images are enlarged too: all rows look alike
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.BICUBIC)
-        thumbnails.append(files / "images" / f"{n:05d}.jpg")
-        with atomic_open(thumbnails[-1], "wb") as handle:
-            image.save(handle, format="JPEG", quality=85)
-    strips = _attention_strips(files, records, captions, captioner, batch_size, num_workers)
+    attends = captioner is not None and captioner.model.decoder.attention is not None
+    for folder in ("images", "attention") if attends else ("images",):
+        (files / folder).mkdir(parents=True, exist_ok=True)
+    thumbnails, strips = [], []
+    for start in range(0, len(records), batch_size):
+        images = [load_image(r.path) for r in records[start : start + batch_size]]  # read once: thumbnail and strip
+        names = [f"{start + i:05d}.jpg" for i in range(len(images))]
+        thumbnails += [_write_thumbnail(files / "images" / name, image) for name, image in zip(names, images)]
+        if attends:
+            chosen = captions[start : start + len(images)]
+            maps = captioner.attention_maps(torch.stack([captioner.transform(image) for image in images]), chosen)
+            strips += [write_attention_strip(files / "attention" / name, image, caption, weights, STRIP_PANEL_HEIGHT)
+                       for name, image, caption, weights in zip(names, images, chosen, maps)]
     rows = [_row(n, out_dir, record, caption, score, thumbnails[n], strips[n] if strips else None)
             for n, (record, caption, score) in enumerate(zip(records, captions, scores))]
     worst_first = sorted(range(len(rows)), key=lambda n: (scores[n].get("CIDEr", 0.0), n))
@@ -109,18 +111,13 @@ def write_report(out_dir: str | Path, metrics: dict, records: Sequence[ImageReco
     return page
 
 
-def _attention_strips(files: Path, records, captions, captioner, batch_size: int, num_workers) -> list[Path]:
-    if captioner is None or captioner.model.decoder.attention is None:
-        return []
-    (files / "attention").mkdir(exist_ok=True)
-    strips, start = [], 0
-    for batch in captioner.read_images([r.path for r in records], batch_size, num_workers):
-        chosen = captions[start : start + len(batch.paths)]
-        for path, caption, maps in zip(batch.paths, chosen, captioner.attention_maps(batch.pixels, chosen)):
-            strips.append(write_attention_strip(files / "attention" / f"{len(strips):05d}.jpg", load_image(path),
-                                                caption, maps, STRIP_PANEL_HEIGHT))
-        start += len(batch.paths)
-    return strips
+def _write_thumbnail(path: Path, image: Image.Image) -> Path:
+    scale = THUMBNAIL / max(image.size)  # small images are enlarged too: all rows look alike
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                         Image.Resampling.BICUBIC)
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format="JPEG", quality=85)
+    return path
 
 
 def _row(n: int, out_dir: Path, record: ImageRecord, caption: str, score: dict, thumbnail: Path,
