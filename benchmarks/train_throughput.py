@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from captioner.api import Captioner
-from captioner.cli.common import CONFIG_PATH, typed
+from captioner.cli.config import CONFIG_PATH, typed
 from captioner.data.formats import split_records
 from captioner.data.transforms import Preprocess
 from captioner.models.model import CaptionModel

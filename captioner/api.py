@@ -18,7 +18,8 @@ from captioner.checkpoint import load_checkpoint, model_from_checkpoint, save_ch
 from captioner.data.images import load_image
 from captioner.data.loading import ImageBatch, load_images
 from captioner.data.transforms import Preprocess
-from captioner.decoding import DecodeOptions, decode
+from captioner.decode_options import DecodeOptions
+from captioner.decoding import decode
 from captioner.errors import CaptionerError
 from captioner.models.model import CaptionModel
 from captioner.vocab import Vocabulary

@@ -11,7 +11,7 @@ from typing import Protocol
 from captioner import distributed
 from captioner.api import Captioner
 from captioner.data.formats import ImageRecord, read_coco_references, read_coco_results, split_records
-from captioner.decoding import DecodeOptions
+from captioner.decode_options import DecodeOptions
 from captioner.errors import CaptionerError
 from captioner.io import write_json
 from captioner.metrics import coco_caption_metrics, coco_caption_scores

@@ -19,7 +19,7 @@ import torch
 from captioner import distributed
 from captioner.api import Captioner
 from captioner.data.formats import ImageRecord, split_records
-from captioner.decoding import DecodeOptions
+from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.evaluation import Scorer, evaluate_records
 from captioner.feature_cache import FeatureRows, cached_features

@@ -8,7 +8,8 @@ from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
 
 from captioner import Captioner, CaptionerError
 from captioner.checkpoint import load_checkpoint
-from captioner.decoding import DecodeOptions, decode, reverse_log_probs
+from captioner.decode_options import DecodeOptions
+from captioner.decoding import decode, reverse_log_probs
 from captioner.models.decoder import Decoder
 from captioner.models.model import CaptionModel, reverse_captions
 from captioner.recipe import train

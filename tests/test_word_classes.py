@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from captioner.decoding import DecodeOptions
+from captioner.decode_options import DecodeOptions
 from captioner.errors import CaptionerError
 from captioner.models.decoder import Decoder
 from captioner.models.word_classes import class_bigram_log_prior, with_word_ids

@@ -14,9 +14,9 @@ from omegaconf import DictConfig
 
 from captioner import distributed
 from captioner.api import Captioner, CaptionResult
-from captioner.cli.common import CONFIG_PATH, typed, user_errors
+from captioner.cli.config import CONFIG_PATH, typed, user_errors
 from captioner.data.images import IMAGE_EXTENSIONS, load_image
-from captioner.decoding import DecodeOptions
+from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.errors import CaptionerError
 from captioner.io import JsonLines, atomic_open, complete_jsonl_rows

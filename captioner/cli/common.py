@@ -1,49 +1,18 @@
-"""What every entry point shares: where the configs live and how user errors are shown."""
+"""What the training and evaluation commands share: data records, scorers, threads in sweeps."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import inspect
 import os
-import sys
-import typing
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from captioner import distributed
 from captioner.data.formats import ImageRecord
-from captioner.errors import CaptionerError
 from captioner.evaluation import Scorer
-
-
-def _config_dir() -> Path:
-    """``conf/`` beside the package in a checkout (editable install); ``captioner/conf`` in a wheel."""
-    package = Path(__file__).resolve().parents[1]
-    packaged = package / "conf"
-    return packaged if packaged.is_dir() else package.parent / "conf"
-
-
-CONFIG_PATH = str(_config_dir())
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """User errors become one line on stderr and exit status 1 (HYDRA_FULL_ERROR=1: traceback)."""
-    try:
-        yield
-    except (CaptionerError, OmegaConfBaseException) as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        sys.exit(1)
 
 
 def limit_threads_in_parallel_sweeps() -> None:
@@ -72,36 +41,3 @@ def instantiate_records(data: DictConfig, once: bool = False) -> list[ImageRecor
 def data_scorers(data: DictConfig) -> list[Scorer]:
     """The dataset's own scorers: ``data.scorers``, a list of ``_target_`` nodes (none when absent)."""
     return [instantiate(node) for node in data.get("scorers") or ()]
-
-
-def typed(cls: type, node: DictConfig | dict, key: str):
-    """A dataclass built from a config node with OmegaConf's type checks, so that a wrong type in an
-    override (``trainer.max_epochs=abc``) is one line naming the key, not a traceback later."""
-    schema = _writable(OmegaConf.structured(cls))  # frozen dataclasses give read-only nodes, which refuse a merge
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(schema, node))
-    except ValidationError as error:
-        raise CaptionerError(f"{key}.{error.full_key}: {str(error).splitlines()[0]}") from None
-
-
-def typed_arguments(function: Callable, node: DictConfig | dict, key: str) -> dict:
-    """Keyword arguments from a config node, checked against ``function``'s annotated parameters
-    (the model constructors: their signatures are the schema, no second copy of it)."""
-    hints = typing.get_type_hints(function)
-    parameters = inspect.signature(function).parameters
-    unknown = [name for name in node if name not in parameters]
-    if unknown:
-        valid = ", ".join(k for k in parameters if k != "self")
-        raise CaptionerError(f"{key}.{unknown[0]}: not a setting; valid: {valid}")
-    fields = [(name, hints[name], dataclasses.field(default=parameters[name].default)) for name in node]
-    return dataclasses.asdict(typed(dataclasses.make_dataclass(key.replace(".", "_"), fields), node, key))
-
-
-def _writable(node: DictConfig) -> DictConfig:
-    node._set_flag("readonly", False)
-    for key in node:
-        child = node._get_node(key)
-        child._set_flag("readonly", False)
-        if isinstance(child, DictConfig):
-            _writable(child)
-    return node

@@ -8,15 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from captioner import distributed
 from captioner.api import Captioner
-from captioner.cli.common import (
-    CONFIG_PATH,
-    data_scorers,
-    instantiate_records,
-    limit_threads_in_parallel_sweeps,
-    typed,
-    user_errors,
-)
-from captioner.decoding import DecodeOptions
+from captioner.cli.common import data_scorers, instantiate_records, limit_threads_in_parallel_sweeps
+from captioner.cli.config import CONFIG_PATH, typed, user_errors
+from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.errors import CaptionerError
 from captioner.evaluation import evaluate_files, evaluate_model

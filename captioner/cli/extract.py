@@ -11,7 +11,8 @@ import hydra
 from omegaconf import DictConfig
 
 from captioner import distributed
-from captioner.cli.common import CONFIG_PATH, instantiate_records, typed, typed_arguments, user_errors
+from captioner.cli.common import instantiate_records
+from captioner.cli.config import CONFIG_PATH, typed, typed_arguments, user_errors
 from captioner.devices import resolve_device
 from captioner.models.encoder import Encoder
 from captioner.recipe import extract_features

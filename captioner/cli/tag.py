@@ -1,18 +1,21 @@
-"""captioner-tag: tag video files (a file, a folder or a glob) with a captioning model."""
+"""captioner-tag: tag video files (a file, a folder or a glob) with a captioning model.
+
+The model loads (``torch`` imports) in a thread while the first video is already being read by its
+analysis process, so the start-up is paid once per command and mostly hidden."""
 
 from __future__ import annotations
 
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from captioner.api import Captioner
-from captioner.cli.common import CONFIG_PATH, typed, user_errors
-from captioner.decoding import DecodeOptions
-from captioner.devices import resolve_device
+from captioner.cli.config import CONFIG_PATH, typed, user_errors
+from captioner.decode_options import DecodeOptions
 from captioner.paths import expand_inputs
 from captioner.video.export import export_all
 from captioner.video.frames import VIDEO_EXTENSIONS, VideoError
@@ -23,7 +26,22 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
         decode: DecodeOptions = DecodeOptions(), device: str = "cpu", progress: bool = True) -> dict:
     """Tag every video; a bad one is reported on one line and the rest go on."""
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
-    tagger = VideoTagger(Captioner.load(checkpoint, device=resolve_device(device)), options, **asdict(decode))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader") as pool:
+        model = pool.submit(_load, checkpoint, device)
+        try:
+            return _tag_all(paths, VideoTagger(model, options, **asdict(decode)), out_dir, progress)
+        finally:
+            model.cancel()
+
+
+def _load(checkpoint: str, device: str):
+    from captioner.api import Captioner
+    from captioner.devices import resolve_device
+
+    return Captioner.load(checkpoint, device=resolve_device(device))
+
+
+def _tag_all(paths: list[Path], tagger: VideoTagger, out_dir: str, progress: bool) -> dict:
     failed: list[tuple[Path, str]] = []
     for path in paths:
         try:
@@ -37,6 +55,7 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
         print(f"{path}: {result['duration']:.1f} s, {len(result['shots'])} shots, {len(result['segments'])} segments, "
               f"tags: {', '.join(t['tag'] for t in result['tags'][:8])}")
         print("  wrote " + "  ".join(str(p) for p in written))
+    tagger.model(wait=True)  # a bad checkpoint is reported even when every video was bad
     if failed and len(paths) > 1:
         print(f"{len(failed)} of {len(paths)} videos could not be tagged:", file=sys.stderr)
         for path, reason in failed:
@@ -62,7 +81,18 @@ def _main(cfg: DictConfig) -> None:
 
 def main() -> None:
     sys.argv = video_path_shorthand(sys.argv)
-    _main()
+    try:
+        _main()
+        status = 0
+    except SystemExit as done:
+        status = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+    # Every output is written and closed by now; the interpreter's own teardown of torch's modules
+    # would add most of a second to each command (benchmarks/README.md, "Video tagging").
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -7,16 +7,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from captioner import distributed
-from captioner.cli.common import (
-    CONFIG_PATH,
-    data_scorers,
-    instantiate_records,
-    limit_threads_in_parallel_sweeps,
-    typed,
-    typed_arguments,
-    user_errors,
-)
-from captioner.decoding import DecodeOptions
+from captioner.cli.common import data_scorers, instantiate_records, limit_threads_in_parallel_sweeps
+from captioner.cli.config import CONFIG_PATH, typed, typed_arguments, user_errors
+from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.models.decoder import Decoder
 from captioner.models.encoder import Encoder

@@ -1,31 +1,29 @@
-"""Reading a video once, as a stream: the frames shot detection compares and the frames to caption.
+"""Reading a video once, as a stream, with PyAV (FFmpeg): every frame decoded, few converted, none at full size.
 
-Frames are chosen by their presentation time (``CAP_PROP_POS_MSEC``), not their index, so
-variable-frame-rate files come out right; frames nobody needs are only ``grab()``-ed (decoded,
-never converted to BGR). Nothing is kept: memory does not grow with the video's length.
+Shot detection compares small images and captioning reads thumbnails, so a frame is turned into
+RGB only at the size it is needed, by one swscale call that scales and converts together
+(``VideoFrame.to_ndarray(width=..., height=...)``); frames nobody needs are decoded, never
+converted. Frames are timed by their presentation timestamps, so variable-frame-rate files come
+out right, and turned upright by their display rotation. Nothing is kept: memory does not grow
+with the video's length.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
-from queue import Full, Queue
 
-import cv2
+import av
 import numpy as np
 
 from captioner.errors import CaptionerError
 
-# FFmpeg's own messages ("moov atom not found", h264 decode errors) would bury our one-line
-# errors; OpenCV reads this when it first opens a video. Set it to 24 to see them again.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
                               ".ts", ".3gp", ".ogv"})
-_EPSILON = 1e-6  # seconds: a frame whose time is a hair before a sampling point still counts
+EPSILON = 1e-6  # seconds: a frame whose time is a hair before a sampling point still counts
 
 
 class VideoError(CaptionerError):
@@ -34,6 +32,9 @@ class VideoError(CaptionerError):
     def __init__(self, path, reason: str):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = str(path), reason
+
+    def __reduce__(self):  # crosses the process boundary with its two arguments (background.py)
+        return VideoError, (self.path, self.reason)
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,15 @@ class VideoInfo:
 
 
 @dataclass
-class Frame:
-    index: int  # position in decoding order, from 0
-    time: float  # presentation time in seconds
-    image: np.ndarray  # (H, W, 3) BGR uint8
-    analyse: bool  # due for shot detection
-    sample: bool  # due for captioning
+class DecodedFrame:
+    index: int  # position in presentation order, from 0
+    time: float  # presentation time in seconds, from the stream's start
+    frame: av.VideoFrame  # decoded, not converted: ``pictures`` converts it at the sizes asked for
 
 
-def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
-    """An opened capture (rotation metadata applied) and what its header says; VideoError otherwise.
-
-    Frame sizes are taken from the decoded frames, not from here (the header's ignore rotation)."""
+def open_video(path: str | Path) -> tuple[av.container.InputContainer, VideoInfo]:
+    """An opened container with its video stream set up for fast decoding, and what its header says;
+    VideoError otherwise."""
     path = Path(path)
     if not path.exists():
         raise VideoError(path, "no such file")
@@ -64,96 +62,70 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
         raise VideoError(path, "not a file")
     if path.stat().st_size == 0:
         raise VideoError(path, "empty file")
-    log_level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our one line says why, not OpenCV's warnings
     try:
-        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    finally:
-        cv2.utils.logging.setLogLevel(log_level)
-    if not capture.isOpened():
-        raise VideoError(path, "no video stream OpenCV can decode (not a video, audio only, or damaged)")
-    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # frames come out upright (tested with a 90-degree file)
-    fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
-    frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
-    info = VideoInfo(str(path), fps, frames, frames / fps if fps > 0 else 0.0)
-    return capture, info
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError):
+        raise VideoError(path, "no video stream FFmpeg can decode (not a video, or damaged)") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(path, "no video stream (audio only, or not a video)")
+    stream = container.streams.video[0]
+    # frame and slice threads, one per usable core: FFmpeg's own choice (cores + 1) decoded 720p H.264
+    # 1.3x slower on 2 cores, slice threads alone 1.3x slower too (benchmarks/README.md, "Video tagging")
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                            else os.cpu_count() or 1, 16)
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else 0.0
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        seconds = container.duration / av.time_base if container.duration else 0.0
+    frames = stream.frames or (round(seconds * fps) if fps else 0)
+    return container, VideoInfo(str(path), fps, frames, seconds)
 
 
-def stream_frames(capture: cv2.VideoCapture, info: VideoInfo, every_seconds: float,
-                  analyse_every_seconds: float) -> Iterator[Frame]:
-    """One pass: the frames due for captioning (one per ``every_seconds``) or for shot detection
-    (one per ``analyse_every_seconds``, 0: every frame), in order. Others are grabbed, not converted."""
-    next_sample = next_analysis = 0.0
-    index = -1
-    previous_time = -1.0
-    while capture.grab():
-        index += 1
-        time = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        if time <= previous_time:  # a missing or repeated timestamp: step by the average rate
-            time = previous_time + (1.0 / info.fps if info.fps > 0 else 0.04)
-        previous_time = time
-        analyse = time + _EPSILON >= next_analysis
-        sample = time + _EPSILON >= next_sample
-        if not (analyse or sample):
-            continue
-        ok, image = capture.retrieve()
-        if not ok or image is None:
-            continue
-        if analyse:
-            next_analysis = _next_point(time, analyse_every_seconds)
-        if sample:
-            next_sample = _next_point(time, every_seconds)
-        yield Frame(index, time, image, analyse, sample)
+def decoded_frames(container: av.container.InputContainer, info: VideoInfo) -> Iterator[DecodedFrame]:
+    """Every frame in presentation order with its time; a stream that breaks off ends there.
+
+    VideoError if no frame decodes, or if frames stop before half of what the header declares
+    (a truncated file: a wrong header is rarely 2x off)."""
+    stream = container.streams.video[0]
+    start = stream.start_time or 0
+    time_base = stream.time_base or Fraction(1, 90000)
+    step = 1.0 / info.fps if info.fps > 0 else 0.04
+    index, previous_time = -1, -1.0
+    try:
+        for frame in container.decode(stream):
+            index += 1
+            time = float((frame.pts - start) * time_base) if frame.pts is not None else -1.0
+            if time <= previous_time:  # a missing or repeated timestamp: step by the average rate
+                time = previous_time + step
+            previous_time = time
+            yield DecodedFrame(index, time, frame)
+    except av.FFmpegError:
+        pass  # damaged from here on: what decoded so far stands, judged below like a short file
     if index < 0:
         raise VideoError(info.path, "no frames could be decoded (empty or damaged video)")
-    if info.header_seconds > 1.0 and previous_time < 0.5 * info.header_seconds:  # a wrong header is rarely 2x off
+    if info.header_seconds > 1.0 and previous_time < 0.5 * info.header_seconds:
         raise VideoError(info.path, f"truncated or damaged: frames stop at {previous_time:.1f} s of the "
                                     f"{info.header_seconds:.1f} s its header declares")
 
 
-def _next_point(time: float, step: float) -> float:
-    """The first multiple of ``step`` after ``time`` (no drift when frames are sparse or irregular)."""
-    return (int((time + _EPSILON) / step) + 1) * step if step > 0 else 0.0
+def upright_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(height, width) as the frame is shown, its display rotation applied."""
+    return (frame.width, frame.height) if frame.rotation % 180 else (frame.height, frame.width)
 
 
-_END = object()
-
-
-def read_ahead(frames: Iterator[Frame], size: int = 4) -> Iterator[Frame]:
-    """The same frames (and errors), read by a thread while the caller works on the previous ones.
-
-    OpenCV releases the GIL while it decodes and converts, so decoding overlaps with shot detection
-    and captioning. At most ``size`` frames wait: memory stays flat. Close the returned generator
-    before releasing the capture (the thread is joined then).
-    """
-    queue: Queue = Queue(maxsize=size)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                queue.put(item, timeout=0.1)
-                return True
-            except Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for frame in frames:
-                if not put(frame):
-                    return
-            put(_END)
-        except BaseException as error:  # handed to the caller's thread, raised there
-            put(error)
-
-    thread = threading.Thread(target=produce, name="video-reader", daemon=True)
-    thread.start()
-    try:
-        while (item := queue.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+def picture(frame: av.VideoFrame, width: int, interpolation: str = "AREA", upscale: bool = False) -> np.ndarray:
+    """The frame upright as (H, W, 3) BGR, ``width`` wide (aspect kept; never wider than the frame
+    unless ``upscale``), scaled and converted in one single-threaded swscale call (its default
+    threading was slower for such small images)."""
+    height, full_width = upright_size(frame)
+    if full_width <= width and not upscale:
+        width = full_width
+    height = max(1, round(height * width / full_width))
+    turns = (frame.rotation // 90) % 4
+    coded = (width, height) if turns % 2 == 0 else (height, width)
+    image = frame.to_ndarray(width=coded[0], height=coded[1], format="bgr24", interpolation=interpolation, threads=1)
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image

@@ -1,6 +1,7 @@
-"""Streaming shot-boundary detection on downscaled frames.
+"""Streaming shot-boundary detection on small frames.
 
-Each analysed frame is reduced to a small HSV image; its *content change* is the mean absolute
+Each analysed frame comes ``ANALYSIS_WIDTH`` pixels wide (scaled as it is converted, :mod:`.frames`)
+and is compared in HSV; its *content change* is the mean absolute
 difference to the previous one (as PySceneDetect's ContentDetector). A cut is a change that is
 both large (``min_change``) and much larger than the changes around it (``ratio`` times the mean
 of ``window`` changes before and after, as its AdaptiveDetector): camera or object motion raises
@@ -37,14 +38,22 @@ class ShotDetector:
         self.pending: deque[tuple[int, float, float]] = deque()  # (frame index, time, change) not yet decided
         self.decided: deque[float] = deque(maxlen=options.window)  # the changes just before the pending ones
         self.last_cut_time = 0.0
+        self.change = 0.0  # the newest frame's change: one this large may start a shot
 
     def add(self, index: int, time: float, image: np.ndarray) -> list[tuple[int, float]]:
-        """A BGR frame -> the cuts ``(first frame index of the new shot, its time)`` now decided."""
-        small = downscale_hsv(image)
-        if self.previous is not None and self.previous.shape == small.shape:
-            self.pending.append((index, time, float(cv2.absdiff(small, self.previous).mean())))
-        self.previous = small
+        """A BGR frame ``ANALYSIS_WIDTH`` wide -> the cuts ``(first frame index of the new shot, its time)``
+        now decided."""
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+        self.change = 0.0
+        if self.previous is not None and self.previous.shape == hsv.shape:
+            self.change = float(cv2.absdiff(hsv, self.previous).mean())
+            self.pending.append((index, time, self.change))
+        self.previous = hsv
         return self._decide(final=False)
+
+    def may_cut(self) -> bool:
+        """Whether the newest frame changed enough to start a shot (decided ``window`` frames later)."""
+        return self.change >= self.options.min_change
 
     def finish(self) -> list[tuple[int, float]]:
         """The cuts still pending at the end of the video."""
@@ -63,9 +72,3 @@ class ShotDetector:
             self.decided.append(change)
         return cuts
 
-
-def downscale_hsv(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) BGR -> a small HSV image (width ANALYSIS_WIDTH, aspect kept)."""
-    height, width = image.shape[:2]
-    size = (ANALYSIS_WIDTH, max(1, round(ANALYSIS_WIDTH * height / width)))
-    return cv2.cvtColor(cv2.resize(image, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2HSV)

@@ -1,30 +1,36 @@
 """Tag a video: sample frames, find shots, caption keyframes in batches, merge into segments and tags.
 
-One pass over the file (:mod:`captioner.video.frames`); shot detection (:mod:`.shots`) runs on
-the same frames. Memory stays flat with the video's length: frames are captioned in batches and
-dropped; what is kept per second of video is one caption and a few numbers, plus one thumbnail
-per shot for the contact sheet (and at most ``SHOT_THUMBNAILS`` for the shot still open).
+The frames are read, compared for cuts and chosen for captioning in one pass by a child process
+(:mod:`captioner.video.analysis`, :mod:`.background`); this process captions what it hands over,
+in batches, and builds shots, segments and tags. Memory stays flat with the video's length: what
+is kept per second of video is one caption and a few numbers, plus one thumbnail per shot for the
+contact sheet (and at most ``SHOT_THUMBNAILS`` for the shot still open).
 """
 
 from __future__ import annotations
 
 import bisect
 import sys
-from collections import Counter, deque
+from collections import Counter
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image
 from tqdm import tqdm
 
-from captioner.api import Captioner
-from captioner.decoding import DecodeOptions
-from captioner.video.frames import Frame, VideoInfo, open_video, read_ahead, stream_frames
-from captioner.video.shots import ShotDetector, ShotOptions
+from captioner.decode_options import DecodeOptions
+from captioner.video.analysis import AnalysisPlan, Cut, End, Picture
+from captioner.video.background import AnalysisProcesses
+from captioner.video.frames import VideoInfo
+from captioner.video.shots import ShotOptions
 from captioner.video.tags import content_words, similarity
+
+if TYPE_CHECKING:
+    from captioner.api import Captioner
 
 SCHEMA_VERSION = 1
 # Thumbnails kept for the open shot, candidates for its keyframe. A longer shot keeps every 2nd,
@@ -44,6 +50,10 @@ class TagOptions:
     thumbnail_width: int = 320  # pixels, keyframes kept for the contact sheet
     shots: ShotOptions = field(default_factory=ShotOptions)
 
+    def analysis_plan(self) -> AnalysisPlan:
+        analyse_every = 1.0 / self.shot_detect_fps if self.shot_detect_fps > 0 else 0.0
+        return AnalysisPlan(self.every_seconds, analyse_every, self.thumbnail_width, self.shots)
+
 
 @dataclass
 class Sample:
@@ -61,35 +71,53 @@ class TaggedVideo:
 
 class VideoTagger:
     """Tags videos with one :class:`Captioner` (the same object the CLI and API caption images with);
-    ``decode`` takes the decoding options as the Captioner's methods do (``beam_size=3`` ...)."""
+    ``decode`` takes the decoding options as the Captioner's methods do (``beam_size=3`` ...).
 
-    def __init__(self, captioner: Captioner, options: TagOptions = TagOptions(), **decode):
+    ``captioner`` may also be a Future of one (the command loads the model while the first video is
+    read): pictures wait for it, the reading does not."""
+
+    def __init__(self, captioner: Captioner | Future, options: TagOptions = TagOptions(), **decode):
         self.captioner, self.options = captioner, options
         self.decode = asdict(DecodeOptions(**decode))  # checked once, here
+        self.processes = AnalysisProcesses()
+
+    def close(self) -> None:
+        """End the analysis process kept ready for the next video (it also ends with this process)."""
+        self.processes.close()
+
+    def __enter__(self) -> VideoTagger:
+        return self
+
+    def __exit__(self, *error) -> None:
+        self.close()
+
+    def model(self, wait: bool) -> Captioner | None:
+        """The captioner; None while a Future of it is not done, unless ``wait``."""
+        if isinstance(self.captioner, Future):
+            return self.captioner.result() if wait or self.captioner.done() else None
+        return self.captioner
 
     def tag(self, path: str | Path, progress: bool = False) -> TaggedVideo:
-        capture, info = open_video(path)
-        run = _Run(self, info)
-        analyse_every = 1.0 / self.options.shot_detect_fps if self.options.shot_detect_fps > 0 else 0.0
-        bar = tqdm(total=int(info.header_seconds) or None, unit="s", desc=Path(path).name, file=sys.stderr,
-                   disable=not progress, mininterval=0.1 if sys.stderr.isatty() else 15)
-        frames = read_ahead(stream_frames(capture, info, self.options.every_seconds, analyse_every))
+        items = self.processes.analyse(path, self.options.analysis_plan())
         try:
+            run = _Run(self, next(items))
+            bar = tqdm(total=int(run.info.header_seconds) or None, unit="s", desc=Path(path).name, file=sys.stderr,
+                       disable=not progress, mininterval=0.1 if sys.stderr.isatty() else 15)
             with bar:
-                for frame in frames:
-                    run.add(frame)
-                    if int(frame.time) > bar.n:  # whole seconds of video done (the header may under-count)
-                        bar.total = max(bar.total or 0, int(frame.time)) if bar.total else None
-                        bar.update(int(frame.time) - bar.n)
+                for item in items:
+                    run.add(item)
+                    if not isinstance(item, End) and int(item.time) > bar.n:  # whole seconds of video done
+                        bar.total = max(bar.total or 0, int(item.time)) if bar.total else None
+                        bar.update(int(item.time) - bar.n)
         finally:
-            frames.close()  # joins the reading thread before the capture goes
-            capture.release()
+            items.close()  # stops the reading process if tagging stopped early
         return run.finish()
 
 
 def tag_video(captioner: Captioner, path: str | Path, options: TagOptions = TagOptions(), **decode) -> dict:
     """The tags of one video as a JSON-able dict: shots, segments with captions and tags, video tags."""
-    return VideoTagger(captioner, options, **decode).tag(path).result
+    with VideoTagger(captioner, options, **decode) as tagger:
+        return tagger.tag(path).result
 
 
 class _Run:
@@ -97,32 +125,25 @@ class _Run:
 
     def __init__(self, tagger: VideoTagger, info: VideoInfo):
         self.tagger, self.info, self.options = tagger, info, tagger.options
-        self.detector = ShotDetector(self.options.shots)
         self.cuts: list[tuple[int, float]] = []  # first frame and time of every shot after the first
         self.samples: list[Sample] = []
         self.keyframes: list[Sample | None] = []  # one per closed shot
         self.open_shot: list[Sample] = []  # the samples since the last cut
         self.thumbnail_stride = 1  # the open shot keeps the thumbnails of every stride-th sample
-        self.recent: deque[Sample] = deque()  # analysed frames of the last seconds: keyframes of short shots
-        self.to_caption: list[tuple[Sample, torch.Tensor]] = []
-        self.last: Frame | None = None
-        self.frame_size: tuple[int, int] = (0, 0)
+        self.to_caption: list[tuple[Sample, np.ndarray]] = []  # its picture: the sample may drop its thumbnail
+        self.end: End | None = None
 
-    def add(self, frame: Frame) -> None:
-        if self.last is None:
-            self.frame_size = frame.image.shape[:2]  # as decoded and rotated: more reliable than the header
-        self.last = frame
-        if frame.analyse:
-            # Nearest-neighbour: far cheaper than an area average of a 720p frame, same cuts
-            # (benchmarks/README.md, "Video tagging"). Shot detection and short shots' keyframes start from it.
-            small = _resize_to_width(frame.image, self.options.thumbnail_width, cv2.INTER_NEAREST)
-            self.recent.append(Sample(frame.time, frame.index, small))
-            while self.recent[0].time < frame.time - self.options.every_seconds - 1.0:
-                self.recent.popleft()
-            for cut in self.detector.add(frame.index, frame.time, small):
-                self._close_shot(cut)
-        if frame.sample:
-            sample = Sample(frame.time, frame.index, _resize_to_width(frame.image, self.options.thumbnail_width))
+    def add(self, item: Picture | Cut | End) -> None:
+        if isinstance(item, Cut):
+            self._close_shot((item.index, item.time))
+        elif isinstance(item, End):
+            self.end = item
+        elif item.short_shot:  # the keyframe of the shot the next cut closes, older than the newest samples
+            sample = Sample(item.time, item.index, item.image)
+            bisect.insort(self.samples, sample, key=lambda s: s.time)
+            self._caption_later(sample)
+        else:
+            sample = Sample(item.time, item.index, item.image)
             self.samples.append(sample)
             self._caption_later(sample)
             self.open_shot.append(sample)
@@ -139,16 +160,9 @@ class _Run:
                 sample.thumbnail = None
 
     def _close_shot(self, cut: tuple[int, float]) -> None:
-        """The shot before ``cut`` is complete: give it a keyframe if no sample fell in it."""
+        """The shot before ``cut`` is complete: choose its keyframe."""
         start = self.cuts[-1][1] if self.cuts else 0.0
         self.cuts.append(cut)
-        if not self._samples_in(start, cut[1]):
-            inside = [s for s in self.recent if start <= s.time < cut[1]]
-            if inside:  # a shot shorter than the sampling step: its middle analysed frame
-                middle = inside[len(inside) // 2]
-                keyframe = Sample(middle.time, middle.frame, middle.thumbnail)
-                bisect.insort(self.samples, keyframe, key=lambda s: s.time)
-                self._caption_later(keyframe)
         inside = self._samples_in(start, cut[1])
         middle = (len(inside) - 1) // 2
         candidates = [i for i, sample in enumerate(inside) if sample.thumbnail is not None]
@@ -173,30 +187,29 @@ class _Run:
         return found[::-1]
 
     def _caption_later(self, sample: Sample) -> None:
-        rgb = Image.fromarray(cv2.cvtColor(sample.thumbnail, cv2.COLOR_BGR2RGB))
-        self.to_caption.append((sample, self.tagger.captioner.transform(rgb)))
+        self.to_caption.append((sample, sample.thumbnail))
         if len(self.to_caption) >= self.options.batch_size:
-            self._caption_pending()
+            self._caption_pending(wait=False)
 
-    def _caption_pending(self) -> None:
-        if self.to_caption:
-            pixels = torch.stack([pixels for _, pixels in self.to_caption])
-            captions = self.tagger.captioner.caption_tensors(pixels, **self.tagger.decode)
+    def _caption_pending(self, wait: bool) -> None:
+        """Caption the waiting samples, unless the model is still loading (and not ``wait``)."""
+        captioner = self.tagger.model(wait)
+        if self.to_caption and captioner is not None:
+            images = [Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)) for _, image in self.to_caption]
+            captions = captioner.caption(images, batch_size=len(images), **self.tagger.decode)
             for (sample, _), caption in zip(self.to_caption, captions):
                 sample.caption = caption
             self.to_caption = []
 
     def finish(self) -> TaggedVideo:
-        for cut in self.detector.finish():
-            self._close_shot(cut)
-        duration = self.last.time + (1.0 / self.info.fps if self.info.fps > 0 else 0.0)
-        self._close_shot((self.last.index + 1, duration))
+        end = self.end
+        self._close_shot((end.last_index + 1, end.duration))
         self.cuts.pop()  # the end of the video is not a cut
-        self._caption_pending()
-        shots = self._shots(duration)
+        self._caption_pending(wait=True)
+        shots = self._shots(end)
         segments, keyframes = [], []
         for number, (shot, keyframe) in enumerate(zip(shots, self.keyframes)):
-            if keyframe is None:  # cannot happen with frames decoded in the shot; keep the shot, no caption
+            if keyframe is None:  # cannot happen: every shot gets a picture; keep the shot, no caption
                 shot["keyframe"] = None
                 continue
             inside = self._samples_in(shot["start"], shot["end"])
@@ -207,11 +220,11 @@ class _Run:
         result = {
             "version": SCHEMA_VERSION,
             "video": self.info.path,
-            "duration": round(duration, 3),
+            "duration": round(end.duration, 3),
             "fps": round(self.info.fps, 3),
-            "width": self.frame_size[1],
-            "height": self.frame_size[0],
-            "frames": self.last.index + 1,
+            "width": end.size[1],
+            "height": end.size[0],
+            "frames": end.last_index + 1,
             "every_seconds": self.options.every_seconds,
             "shots": shots,
             "segments": segments,
@@ -220,9 +233,9 @@ class _Run:
         }
         return TaggedVideo(result, keyframes)
 
-    def _shots(self, duration: float) -> list[dict]:
+    def _shots(self, end: End) -> list[dict]:
         starts = [(0, 0.0), *self.cuts]
-        ends = [(index - 1, time) for index, time in self.cuts] + [(self.last.index, duration)]
+        ends = [(index - 1, time) for index, time in self.cuts] + [(end.last_index, end.duration)]
         return [{"start": round(start, 3), "end": round(end, 3), "start_frame": first, "end_frame": last}
                 for (first, start), (last, end) in zip(starts, ends)]
 
@@ -263,9 +276,3 @@ def timecode(seconds: float, separator: str = ".") -> str:
     secs, millis = divmod(millis, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
-
-def _resize_to_width(image: np.ndarray, width: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-    height, original = image.shape[:2]
-    if original <= width:
-        return image
-    return cv2.resize(image, (width, max(1, round(height * width / original))), interpolation=interpolation)

@@ -1,0 +1,51 @@
+"""How captions are searched for: the ``decode`` config group, checked as it is built.
+
+Apart from :mod:`captioner.decoding` so that the commands can check it before ``torch`` is imported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from captioner.errors import CaptionerError
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How captions are searched for (the ``decode`` config group)."""
+
+    strategy: str = "beam"  # beam (beam_size 1: greedy) | sample
+    beam_size: int = 1
+    max_length: int | None = None  # words per caption (None: the checkpoint's limit)
+    length_penalty: float = 0.0  # GNMT alpha: log-prob / ((5 + length) / 6) ** alpha; 0: plain log-prob
+    no_repeat_ngram_size: int = 0  # forbid repeating any n-gram of this many words (0: allow)
+    suppress_unk: bool = True  # never emit <unk>
+    num_captions: int = 1  # captions returned per image, best first (beam: <= beam_size)
+    temperature: float = 1.0  # sampling only
+    top_k: int = 0  # sampling only: keep the k most likely words (0: all)
+    top_p: float = 1.0  # sampling only: keep the smallest set of words with this much probability
+    seed: int | None = 0  # sampling only: None draws a fresh seed
+    class_lm_weight: float | None = None  # the word-class head's decoding weight (None: the checkpoint's)
+    rerank: str = "none"  # none | bidirectional: the beam's candidates ranked again, with the reverse decoder
+    rerank_weight: float = 1.0  # bidirectional: forward log-prob + this x the reverse decoder's
+
+    def __post_init__(self):
+        checks = [
+            (self.strategy in ("beam", "sample"), f"decode.strategy must be beam or sample, got {self.strategy!r}"),
+            (self.beam_size >= 1, f"decode.beam_size must be >= 1, got {self.beam_size}"),
+            (self.max_length is None or self.max_length >= 1, f"decode.max_length must be >= 1, got {self.max_length}"),
+            (self.num_captions >= 1, f"decode.num_captions must be >= 1, got {self.num_captions}"),
+            (self.strategy == "sample" or self.num_captions <= self.beam_size,
+             f"decode.num_captions ({self.num_captions}) cannot exceed decode.beam_size ({self.beam_size})"),
+            (self.temperature > 0, f"decode.temperature must be > 0, got {self.temperature}"),
+            (0 < self.top_p <= 1, f"decode.top_p must be in (0, 1], got {self.top_p}"),
+            (self.class_lm_weight is None or self.class_lm_weight >= 0,
+             f"decode.class_lm_weight must be >= 0, got {self.class_lm_weight}"),
+            (self.top_k >= 0 and self.no_repeat_ngram_size >= 0,
+             "decode.top_k and decode.no_repeat_ngram_size must be >= 0"),
+            (self.rerank in ("none", "bidirectional"), f"decode.rerank must be none or bidirectional, got "
+                                                         f"{self.rerank!r}"),
+            (self.rerank == "none" or self.strategy == "beam", "decode.rerank re-ranks a beam: decode.strategy=beam"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise CaptionerError(message)
