@@ -37,7 +37,7 @@ class AnalysisPlan:
 class Picture:
     index: int
     time: float
-    image: np.ndarray  # BGR, upright, at most ``thumbnail_width`` wide
+    image: np.ndarray  # RGB, upright, at most ``thumbnail_width`` wide
     short_shot: bool = False  # the keyframe of a shot no regular picture fell in
 
 

@@ -113,10 +113,9 @@ def contact_sheet(tagged: TaggedVideo) -> Image.Image:
     return sheet
 
 
-def _height(bgr: np.ndarray, width: int) -> int:
-    return max(1, round(width * bgr.shape[0] / bgr.shape[1]))
+def _height(rgb: np.ndarray, width: int) -> int:
+    return max(1, round(width * rgb.shape[0] / rgb.shape[1]))
 
 
-def _tile_image(bgr: np.ndarray, width: int, height: int) -> Image.Image:
-    rgb = cv2.cvtColor(cv2.resize(bgr, (width, height), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-    return Image.fromarray(rgb)
+def _tile_image(rgb: np.ndarray, width: int, height: int) -> Image.Image:
+    return Image.fromarray(cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA))

@@ -118,7 +118,7 @@ def upright_size(frame: av.VideoFrame) -> tuple[int, int]:
 
 
 def picture(frame: av.VideoFrame, width: int, interpolation: str = "AREA", upscale: bool = False) -> np.ndarray:
-    """The frame upright as (H, W, 3) BGR, ``width`` wide (aspect kept; never wider than the frame
+    """The frame upright as (H, W, 3) RGB, ``width`` wide (aspect kept; never wider than the frame
     unless ``upscale``), scaled and converted in one single-threaded swscale call (its default
     threading was slower for such small images)."""
     height, full_width = upright_size(frame)
@@ -127,5 +127,5 @@ def picture(frame: av.VideoFrame, width: int, interpolation: str = "AREA", upsca
     height = max(1, round(height * width / full_width))
     turns = (frame.rotation // 90) % 4
     coded = (width, height) if turns % 2 == 0 else (height, width)
-    image = frame.to_ndarray(width=coded[0], height=coded[1], format="bgr24", interpolation=interpolation, threads=1)
+    image = frame.to_ndarray(width=coded[0], height=coded[1], format="rgb24", interpolation=interpolation, threads=1)
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image

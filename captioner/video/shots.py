@@ -41,9 +41,9 @@ class ShotDetector:
         self.change = 0.0  # the newest frame's change: one this large may start a shot
 
     def add(self, index: int, time: float, image: np.ndarray) -> list[tuple[int, float]]:
-        """A BGR frame ``ANALYSIS_WIDTH`` wide -> the cuts ``(first frame index of the new shot, its time)``
+        """An RGB frame ``ANALYSIS_WIDTH`` wide -> the cuts ``(first frame index of the new shot, its time)``
         now decided."""
-        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
         self.change = 0.0
         if self.previous is not None and self.previous.shape == hsv.shape:
             self.change = float(cv2.absdiff(hsv, self.previous).mean())

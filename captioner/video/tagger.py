@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -59,14 +58,14 @@ class TagOptions:
 class Sample:
     time: float
     frame: int
-    thumbnail: np.ndarray | None = None  # BGR, until the shot's keyframe is chosen
+    thumbnail: np.ndarray | None = None  # RGB, until the shot's keyframe is chosen
     caption: str = ""
 
 
 @dataclass
 class TaggedVideo:
     result: dict  # the JSON document (schema in the README)
-    keyframes: list[dict]  # per shot: start, caption, thumbnail (BGR), for the contact sheet
+    keyframes: list[dict]  # per shot: start, caption, thumbnail (RGB), for the contact sheet
 
 
 class VideoTagger:
@@ -195,7 +194,7 @@ class _Run:
         """Caption the waiting samples, unless the model is still loading (and not ``wait``)."""
         captioner = self.tagger.model(wait)
         if self.to_caption and captioner is not None:
-            images = [Image.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)) for _, image in self.to_caption]
+            images = [Image.fromarray(image) for _, image in self.to_caption]
             captions = captioner.caption(images, batch_size=len(images), **self.tagger.decode)
             for (sample, _), caption in zip(self.to_caption, captions):
                 sample.caption = caption
