@@ -73,8 +73,7 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, VideoInfo
     # frame and slice threads, one per usable core: FFmpeg's own choice (cores + 1) decoded 720p H.264
     # 1.3x slower on 2 cores, slice threads alone 1.3x slower too (benchmarks/README.md, "Video tagging")
     stream.thread_type = "AUTO"
-    stream.codec_context.thread_count = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                            else os.cpu_count() or 1, 16)
+    stream.codec_context.thread_count = min(usable_cores(), 16)
     rate = stream.average_rate or stream.guessed_rate
     fps = float(rate) if rate else 0.0
     if stream.duration and stream.time_base:
@@ -83,6 +82,11 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, VideoInfo
         seconds = container.duration / av.time_base if container.duration else 0.0
     frames = stream.frames or (round(seconds * fps) if fps else 0)
     return container, VideoInfo(str(path), fps, frames, seconds)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def decoded_frames(container: av.container.InputContainer, info: VideoInfo) -> Iterator[DecodedFrame]:

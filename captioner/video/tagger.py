@@ -24,7 +24,7 @@ from tqdm import tqdm
 from captioner.decode_options import DecodeOptions
 from captioner.video.analysis import AnalysisPlan, Cut, End, Picture
 from captioner.video.background import AnalysisProcesses
-from captioner.video.frames import VideoInfo
+from captioner.video.frames import VideoInfo, usable_cores
 from captioner.video.shots import ShotOptions
 from captioner.video.tags import content_words, similarity
 
@@ -36,6 +36,10 @@ SCHEMA_VERSION = 1
 # 4th ... sample's: its keyframe is then the kept sample nearest its middle. Without this bound a
 # 10-minute single-shot video held 600 thumbnails: peak RSS 933 vs 844 MiB for 1 minute.
 SHOT_THUMBNAILS = 32
+# torch's threads while pictures are captioned: the analysis process decodes on the other cores.
+# Both on all cores oversubscribe the CPU (on 2 cores: 60 s of 720p tagged in 2.22 s vs 1.82 s with 1
+# thread, benchmarks/README.md, "Video tagging").
+CAPTION_THREADS = max(1, usable_cores() // 2)
 
 
 @dataclass(frozen=True)
@@ -194,8 +198,11 @@ class _Run:
         """Caption the waiting samples, unless the model is still loading (and not ``wait``)."""
         captioner = self.tagger.model(wait)
         if self.to_caption and captioner is not None:
+            from captioner.devices import cpu_threads  # torch is loaded by now: the captioner is
+
             images = [Image.fromarray(image) for _, image in self.to_caption]
-            captions = captioner.caption(images, batch_size=len(images), **self.tagger.decode)
+            with cpu_threads(CAPTION_THREADS):
+                captions = captioner.caption(images, batch_size=len(images), **self.tagger.decode)
             for (sample, _), caption in zip(self.to_caption, captions):
                 sample.caption = caption
             self.to_caption = []
