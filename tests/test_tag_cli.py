@@ -53,3 +53,13 @@ def test_tag_every_real_video_with_a_glob(trained, media, tmp_path):
             assert (tmp_path / "out" / f"{video.stem}{suffix}").stat().st_size > 0
     bikes = json.loads((tmp_path / "out" / "bikes.json").read_text())
     assert [s["start_frame"] for s in bikes["shots"]] == [0, 30, 76, 137, 187, 242]
+
+
+def test_tag_with_a_bad_checkpoint_is_one_line_and_writes_nothing(tmp_path):
+    (video,) = synthetic_videos(tmp_path / "videos", count=1, num_shots=2)
+    bad = tmp_path / "model.pt"
+    bad.write_text("not a checkpoint")
+    result = cli("tag", f"checkpoint={bad}", f"video={video}", f"out_dir={tmp_path / 'out'}", cwd=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if not line.startswith(video.name)]  # not the progress
+    assert result.returncode == 1 and len(errors) == 1 and errors[0].startswith(f"error: {bad}: "), result.stderr
+    assert not (tmp_path / "out").exists()

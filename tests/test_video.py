@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,29 @@ def test_stopping_early_ends_the_analysis_process(media):
     items.close()  # the caller stops (an error, Ctrl-C): the child is ended, not left reading
     processes.close()
     assert analysis_children() == []
+
+
+def test_a_bug_in_the_analysis_process_is_raised_here_with_its_traceback(media):
+    processes = AnalysisProcesses()
+    with pytest.raises(RuntimeError, match=r"(?s)bikes.mp4: video analysis failed .*Traceback"):
+        list(processes.analyse(media / "videos" / "bikes.mp4", AnalysisPlan(thumbnail_width=-1)))
+    processes.close()
+
+
+def test_the_command_and_the_analysis_process_start_without_torch():
+    code = "import sys, captioner.cli.tag, captioner.video.background; print([m for m in ('torch', 'torchvision') " \
+           "if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_pictures_wait_for_a_model_still_loading(videos, captioner):
+    model = Future()
+    threading.Timer(1.0, model.set_result, [captioner]).start()  # the video is read before the model is there
+    with VideoTagger(model) as tagger:
+        assert tagger.model(wait=False) is None
+        result = tagger.tag(videos[0]).result
+    assert result == tag_video(captioner, videos[0])
 
 
 @pytest.fixture(scope="session")

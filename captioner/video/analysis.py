@@ -21,8 +21,10 @@ from captioner.video.shots import ANALYSIS_WIDTH, ShotDetector, ShotOptions
 
 # Frames kept as keyframe candidates for shots shorter than the sampling step: one per this many
 # seconds, and every frame that may start a shot, so that each shot has one. They are kept decoded
-# and converted only if chosen (rarely): at most (every_seconds + 1) / CANDIDATE_SECONDS frames.
+# and converted only if chosen (rarely), those of the last (every_seconds + 1) seconds, at most
+# CANDIDATES_KEPT (a decoded 4K frame is 12 MB; fast motion makes many frames "may start a shot").
 CANDIDATE_SECONDS = 0.25
+CANDIDATES_KEPT = 16
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,15 @@ class _Pass:
     def __init__(self, plan: AnalysisPlan):
         self.plan = plan
         self.detector = ShotDetector(plan.shots)
-        self.candidates: deque[DecodedFrame] = deque()  # of the last seconds, for shots without a picture
+        self.candidates: deque[DecodedFrame] = deque(maxlen=CANDIDATES_KEPT)  # for shots without a picture
         self.picture_times: deque[float] = deque()  # of the pictures handed over in the last seconds
         self.shot_start = 0.0
 
     def run(self, frames: Iterator[DecodedFrame], info: VideoInfo) -> Iterator[Picture | Cut | End]:
         plan = self.plan
         next_picture = next_analysis = next_candidate = 0.0
-        last = None
         for decoded in frames:
-            last, time = decoded, decoded.time
+            time = decoded.time
             if time + EPSILON >= next_picture:
                 next_picture = next_point(time, plan.every_seconds)
                 self.picture_times.append(time)
@@ -101,6 +102,7 @@ class _Pass:
         for index, cut_time in self.detector.finish():
             yield from self._close_shot(cut_time)
             yield Cut(index, cut_time)
+        last = decoded  # decoded_frames raised if there was none
         duration = last.time + (1.0 / info.fps if info.fps > 0 else 0.0)
         yield from self._close_shot(duration + EPSILON)  # the last frame belongs to the last shot
         yield End(last.index, duration, upright_size(last.frame))
