@@ -60,6 +60,6 @@ def test_tag_with_a_bad_checkpoint_is_one_line_and_writes_nothing(tmp_path):
     bad = tmp_path / "model.pt"
     bad.write_text("not a checkpoint")
     result = cli("tag", f"checkpoint={bad}", f"video={video}", f"out_dir={tmp_path / 'out'}", cwd=tmp_path)
-    errors = [line for line in result.stderr.splitlines() if not line.startswith(video.name)]  # not the progress
+    errors = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(video.name)]
     assert result.returncode == 1 and len(errors) == 1 and errors[0].startswith(f"error: {bad}: "), result.stderr
     assert not (tmp_path / "out").exists()
