@@ -57,7 +57,8 @@ def images_loaded(driver) -> bool:
 
 def test_the_video_page_plays_with_its_tracks_and_seeks_to_a_clicked_shot(browser, tiny_checkpoint, tmp_path):
     video = synthetic_videos(tmp_path / "videos", count=1, num_shots=4, shot_seconds=(1.5, 2.5))[0]
-    tagged = VideoTagger(Captioner.load(tiny_checkpoint)).tag(video)
+    with VideoTagger(Captioner.load(tiny_checkpoint)) as tagger:
+        tagged = tagger.tag(video)
     tagged.keyframes[1]["caption"] = HOSTILE  # shown as text, never run
     page = export_all(tagged, tmp_path / "out", video.stem)[-1]
     browser.get(page.as_uri())

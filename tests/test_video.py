@@ -32,15 +32,15 @@ def detect_cuts(path, shot_detect_fps: float = 0.0) -> list[int]:
     return [item.index for item in analyse_video(path, plan) if isinstance(item, Cut)]
 
 
-def analysis_children() -> list[str]:
-    """The analysis processes of this test process still running."""
-    result = subprocess.run(["ps", "-o", "args=", "--ppid", str(os.getpid())], capture_output=True, text=True)
-    return [line for line in result.stdout.splitlines() if "captioner.video.background" in line]
+def analysis_children() -> set[int]:
+    """The analysis processes of this test process still running (other tests' spares among them)."""
+    result = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True)
+    return {int(line.split()[0]) for line in result.stdout.splitlines() if "captioner.video.background" in line}
 
 
 def test_the_analysis_process_hands_over_what_the_pass_gives_and_its_errors(media, tmp_path):
     path, plan = media / "videos" / "bikes.mp4", AnalysisPlan()
-    processes = AnalysisProcesses()
+    before, processes = analysis_children(), AnalysisProcesses()
     items = list(processes.analyse(path, plan))
     inline = list(analyse_video(path, plan))
     assert isinstance(items[0], VideoInfo) and isinstance(items[-1], End) and items[-1] == inline[-1]
@@ -53,18 +53,18 @@ def test_the_analysis_process_hands_over_what_the_pass_gives_and_its_errors(medi
     with pytest.raises(VideoError, match="not-a-video.mp4: no video stream"):
         (tmp_path / "not-a-video.mp4").write_text("text\n" * 100)
         list(processes.analyse(tmp_path / "not-a-video.mp4", plan))
-    assert len(analysis_children()) == 1  # the one kept ready for the next video
+    assert len(analysis_children() - before) == 1  # the one kept ready for the next video
     processes.close()
-    assert analysis_children() == []
+    assert analysis_children() - before == set()
 
 
 def test_stopping_early_ends_the_analysis_process(media):
-    processes = AnalysisProcesses()
+    before, processes = analysis_children(), AnalysisProcesses()
     items = processes.analyse(media / "videos" / "vtest_h264_480x360.avi", AnalysisPlan(), lead=2)
     assert isinstance(next(items), VideoInfo)
     items.close()  # the caller stops (an error, Ctrl-C): the child is ended, not left reading
     processes.close()
-    assert analysis_children() == []
+    assert analysis_children() - before == set()
 
 
 def test_a_bug_in_the_analysis_process_is_raised_here_with_its_traceback(media):
@@ -184,7 +184,8 @@ def test_a_long_shot_keeps_a_bounded_number_of_thumbnails(ffmpeg, tmp_path, capt
         most = max(most, sum(sample.thumbnail is not None for sample in run.samples))
 
     monkeypatch.setattr(tagger_module._Run, "add", counting_add)
-    tagged = VideoTagger(captioner).tag(path)
+    with VideoTagger(captioner) as tagger:
+        tagged = tagger.tag(path)
     assert most <= 5  # 4, and the newest before it is thinned out
     (shot,) = tagged.result["shots"]
     assert abs(shot["keyframe"]["time"] - 19.0) <= 8.0  # the kept sample nearest the middle (stride 8 by then)
@@ -202,7 +203,8 @@ def test_rotation_metadata_is_applied(ffmpeg, tmp_path, captioner):
 
 
 def test_exports_are_complete_and_readable(videos, captioner, tmp_path):
-    tagged = VideoTagger(captioner).tag(videos[1])
+    with VideoTagger(captioner) as tagger:
+        tagged = tagger.tag(videos[1])
     paths = export_all(tagged, tmp_path / "out", "clip")
     assert [p.name for p in paths] == ["clip.json", "clip.vtt", "clip.srt", "clip_sheet.jpg", "clip.chapters.vtt",
                                        "clip.html"]
@@ -226,7 +228,8 @@ def test_exports_are_complete_and_readable(videos, captioner, tmp_path):
 
 
 def test_the_video_page_escapes_captions_and_file_names(videos, captioner, tmp_path):
-    tagged = VideoTagger(captioner).tag(videos[0])
+    with VideoTagger(captioner) as tagger:
+        tagged = tagger.tag(videos[0])
     hostile = "<script>alert(1)</script> & co"
     for item in [*tagged.result["segments"], *tagged.keyframes, *(s["keyframe"] for s in tagged.result["shots"])]:
         item["caption"] = hostile
