@@ -28,10 +28,7 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader") as pool:
         model = pool.submit(_load, checkpoint, device)
-        try:
-            return _tag_all(paths, VideoTagger(model, options, **asdict(decode)), out_dir, progress)
-        finally:
-            model.cancel()
+        return _tag_all(paths, VideoTagger(model, options, **asdict(decode)), out_dir, progress)
 
 
 def _load(checkpoint: str, device: str):

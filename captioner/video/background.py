@@ -42,12 +42,10 @@ class AnalysisProcesses:
         raised here. Closing the generator early (an error, Ctrl-C) stops the child."""
         child, self.spare = self.spare or _start(), None
         try:
-            pickle.dump((str(path), plan), child.stdin)
-            child.stdin.close()
+            _ask(child, path, plan)
         except BrokenPipeError:  # the spare died (killed from outside): one more try with a new one
             child = _start()
-            pickle.dump((str(path), plan), child.stdin)
-            child.stdin.close()
+            _ask(child, path, plan)
         return _items(child, path, lead, self._start_spare)
 
     def _start_spare(self) -> None:
@@ -66,6 +64,11 @@ class AnalysisProcesses:
 def _start() -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+
+
+def _ask(child: subprocess.Popen, path: str | Path, plan: AnalysisPlan) -> None:
+    pickle.dump((str(path), plan), child.stdin)
+    child.stdin.close()
 
 
 def _items(child: subprocess.Popen, path: str | Path, lead: int, when_read: Callable[[], None]) -> Iterator:
