@@ -32,12 +32,13 @@ class CiderD:
 
     def __init__(self, corpus: Iterable[Sequence[Caption]], n: int = 4, sigma: float = 6.0):
         self.n, self.sigma = n, sigma
-        self.document_frequency: Counter = Counter()
+        document_frequency: Counter = Counter()
         images = 0
         for references in corpus:
             images += 1
-            self.document_frequency.update({g for ref in references for g in ngram_counts(ref, n)})
-        self.log_images = math.log(max(1, images))
+            document_frequency.update({g for ref in references for g in ngram_counts(ref, n)})
+        self.log_images = math.log(max(1, images))  # the idf of an n-gram no reference has
+        self.idf = {gram: self.log_images - math.log(count) for gram, count in document_frequency.items()}
 
     def scores(self, candidates: Sequence[Caption], references: Sequence[Sequence[Caption]]) -> np.ndarray:
         """Candidate i's CIDEr-D against ``references[i]`` -> (len(candidates),)."""
@@ -45,13 +46,13 @@ class CiderD:
         result = np.zeros(len(candidates))
         for i, (candidate, refs) in enumerate(zip(candidates, references)):
             vector = self._vector(candidate)
-            total = np.zeros(self.n)
+            total = 0.0
             for ref in refs:
                 key = tuple(ref)
                 if key not in cache:
                     cache[key] = self._vector(ref)
                 total += self._similarity(vector, cache[key])
-            result[i] = float(np.mean(total)) / len(refs) * 10.0
+            result[i] = total / self.n / len(refs) * 10.0  # the mean over n-gram lengths, over references
         return result
 
     def _vector(self, caption: Caption) -> tuple[list[dict], list[float], int]:
@@ -61,21 +62,24 @@ class CiderD:
         length = 0
         for gram, count in ngram_counts(caption, self.n).items():
             order = len(gram) - 1
-            weight = float(count) * (self.log_images - math.log(max(1.0, self.document_frequency[gram])))
+            weight = count * self.idf.get(gram, self.log_images)
             vector[order][gram] = weight
             norms[order] += weight * weight
             if order == 1:
                 length += count
         return vector, [math.sqrt(v) for v in norms], length
 
-    def _similarity(self, hypothesis: tuple, reference: tuple) -> np.ndarray:
+    def _similarity(self, hypothesis: tuple, reference: tuple) -> float:
+        """The clipped cosine similarities of each n-gram length, summed, times the length penalty."""
         (hyp, hyp_norms, hyp_length), (ref, ref_norms, ref_length) = hypothesis, reference
-        penalty = math.exp(-((hyp_length - ref_length) ** 2) / (2 * self.sigma**2))
-        values = np.zeros(self.n)
-        for order in range(self.n):
-            value = sum(min(weight, ref[order].get(gram, 0.0)) * ref[order].get(gram, 0.0)
-                        for gram, weight in hyp[order].items())
-            if hyp_norms[order] != 0 and ref_norms[order] != 0:
-                value /= hyp_norms[order] * ref_norms[order]
-            values[order] = value * penalty
-        return values
+        total = 0.0
+        for hyp_grams, ref_grams, hyp_norm, ref_norm in zip(hyp, ref, hyp_norms, ref_norms):
+            value = 0.0
+            for gram, weight in hyp_grams.items():
+                other = ref_grams.get(gram)
+                if other is not None:
+                    value += min(weight, other) * other
+            if hyp_norm != 0 and ref_norm != 0:
+                value /= hyp_norm * ref_norm
+            total += value
+        return total * math.exp(-((hyp_length - ref_length) ** 2) / (2 * self.sigma**2))
