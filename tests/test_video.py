@@ -90,41 +90,6 @@ def test_pictures_wait_for_a_model_still_loading(videos, captioner):
     assert result == tag_video(captioner, videos[0])
 
 
-
-def test_a_list_of_videos_is_tagged_in_order_with_the_next_read_ahead(videos, captioner, tmp_path, monkeypatch):
-    bad = tmp_path / "bad.mp4"
-    bad.write_text("text\n" * 100)
-    asked = []
-    with VideoTagger(captioner) as tagger:
-        analyse = tagger.processes.analyse
-        monkeypatch.setattr(tagger.processes, "analyse", lambda path, plan: asked.append(path) or analyse(path, plan))
-        results = tagger.tag_all([videos[0], bad, videos[1]])
-        path, first = next(results)
-        assert path == videos[0] and asked == [videos[0], bad]  # the next one was being read already
-        rest = list(results)
-    assert first.result == tag_video(captioner, videos[0])
-    assert [path for path, _ in rest] == [bad, videos[1]]
-    assert isinstance(rest[0][1], VideoError) and "bad.mp4: no video stream" in str(rest[0][1])
-    assert rest[1][1].result == tag_video(captioner, videos[1])
-
-
-def test_stopping_a_list_early_ends_the_video_read_ahead(videos, captioner):
-    before = analysis_children()
-    with VideoTagger(captioner) as tagger:
-        results = tagger.tag_all([videos[0], videos[1]])
-        next(results)
-        assert len(analysis_children() - before) == 1  # the second video is being read
-        results.close()
-    assert analysis_children() - before == set()
-
-
-def test_a_list_left_unfinished_at_exit_ends_cleanly(videos, tiny_checkpoint):
-    code = ("import sys; from captioner import Captioner; from captioner.video.tagger import VideoTagger; "
-            "results = VideoTagger(Captioner.load(sys.argv[1])).tag_all(sys.argv[2:]); print(next(results)[0])")
-    result = subprocess.run([sys.executable, "-c", code, str(tiny_checkpoint), *map(str, videos)], capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 0 and "Fatal" not in result.stderr, result.stderr  # not the reader's pipe lock
-
 @pytest.fixture(scope="session")
 def ffmpeg():
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")

@@ -40,10 +40,12 @@ def _load(checkpoint: str, device: str):
 
 def _tag_all(paths: list[Path], tagger: VideoTagger, out_dir: str, progress: bool) -> dict:
     failed: list[tuple[Path, str]] = []
-    for path, tagged in tagger.tag_all(paths, progress=progress):
-        if isinstance(tagged, VideoError):
-            print(f"error: {tagged}", file=sys.stderr)
-            failed.append((path, tagged.reason))
+    for path in paths:
+        try:
+            tagged = tagger.tag(path, progress=progress)
+        except VideoError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed.append((path, error.reason))
             continue
         written = export_all(tagged, out_dir, path.stem)
         result = tagged.result

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from queue import Queue
 
@@ -30,24 +30,23 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 class AnalysisProcesses:
     """Child processes for the analysis pass, the next one started as soon as the current one has
-    read its video: it has started Python and imported PyAV by the time the next video is asked for.
-    A spare that is never used ends by itself when this process ends (its stdin closes);
-    :meth:`close` ends it now."""
+    read its video: it has started Python and imported PyAV by the time the next video is asked for,
+    and its start-up overlaps the captioning of the current one's last pictures. A spare that is never
+    used ends by itself when this process ends (its stdin closes); :meth:`close` ends it now."""
 
     def __init__(self):
         self.spare: subprocess.Popen | None = None
 
-    def analyse(self, path: str | Path, plan: AnalysisPlan, lead: int = 128) -> Analysis:
-        """The items of ``analyse_video(path, plan)``, computed by a child process that starts reading
-        now; its VideoError is raised by the iteration. Close it when stopping early (an error, Ctrl-C):
-        that ends the child."""
+    def analyse(self, path: str | Path, plan: AnalysisPlan, lead: int = 128) -> Iterator:
+        """The items of ``analyse_video(path, plan)``, computed by a child process; its VideoError is
+        raised here. Closing the generator early (an error, Ctrl-C) stops the child."""
         child, self.spare = self.spare or _start(), None
         try:
             _ask(child, path, plan)
         except BrokenPipeError:  # the spare died (killed from outside): one more try with a new one
             child = _start()
             _ask(child, path, plan)
-        return Analysis(child, path, lead, self._start_spare)
+        return _items(child, path, lead, self._start_spare)
 
     def _start_spare(self) -> None:
         if self.spare is None:
@@ -72,52 +71,31 @@ def _ask(child: subprocess.Popen, path: str | Path, plan: AnalysisPlan) -> None:
     child.stdin.close()
 
 
-class Analysis:
-    """One video's analysis items as they arrive from its child process: an iterator whose reader
-    thread starts at once, so the child reads its video before the first item is asked for (a
-    folder's next video is read while this process captions the current one's last pictures)."""
-
-    def __init__(self, child: subprocess.Popen, path: str | Path, lead: int, when_read: Callable[[], None]):
-        self.child, self.path, self.when_read = child, path, when_read
-        self.items: Queue = Queue(maxsize=lead)
-        self.reader = threading.Thread(target=_read, args=(child.stdout, self.items), name="video-analysis-reader",
-                                       daemon=True)
-        self.reader.start()
-        self.ended = False
-
-    def __iter__(self) -> Analysis:
-        return self
-
-    def __next__(self):
-        if self.ended:
-            raise StopIteration
-        kind, value = self.items.get()
-        if kind == "item":
-            return value
-        if kind not in ("done", "video_error"):  # a bug, or the child was killed: its exit code says which
-            code = self.child.wait()
-            self.close()
-            raise RuntimeError(f"{self.path}: video analysis failed (exit code {code}): {value}")
-        self.close()
-        self.when_read()
-        if kind == "video_error":
-            raise VideoError(*value)
-        raise StopIteration
-
-    def close(self) -> None:
-        """End the child (a no-op once it has exited; its pipe closes and the reader ends)."""
-        if self.ended:
-            return
-        self.ended = True
-        self.child.kill()
-        self.child.wait()
-        if sys.is_finalizing():  # an iterator left open until exit: the frozen reader may hold the pipe's lock
-            return
-        while self.reader.is_alive():
-            while not self.items.empty():
-                self.items.get_nowait()
-            self.reader.join(timeout=0.05)
-        self.child.stdout.close()
+def _items(child: subprocess.Popen, path: str | Path, lead: int, when_read: Callable[[], None]) -> Iterator:
+    items: Queue = Queue(maxsize=lead)
+    reader = threading.Thread(target=_read, args=(child.stdout, items), name="video-analysis-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+            elif kind == "done":
+                when_read()
+                return
+            elif kind == "video_error":
+                when_read()
+                raise VideoError(*value)
+            else:
+                raise RuntimeError(f"{path}: video analysis failed (exit code {child.wait()}): {value}")
+    finally:
+        child.kill()  # no-op once it has exited; its pipe closes and the reader ends
+        child.wait()
+        while reader.is_alive():
+            while not items.empty():
+                items.get_nowait()
+            reader.join(timeout=0.05)
+        child.stdout.close()
 
 
 def _read(stream, items: Queue) -> None:

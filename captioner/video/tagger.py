@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +23,8 @@ from tqdm import tqdm
 
 from captioner.decode_options import DecodeOptions
 from captioner.video.analysis import AnalysisPlan, Cut, End, Picture
-from captioner.video.background import Analysis, AnalysisProcesses
-from captioner.video.frames import VideoError, VideoInfo, usable_cores
+from captioner.video.background import AnalysisProcesses
+from captioner.video.frames import VideoInfo, usable_cores
 from captioner.video.shots import ShotOptions
 from captioner.video.tags import content_words, similarity
 
@@ -102,45 +101,20 @@ class VideoTagger:
         return self.captioner
 
     def tag(self, path: str | Path, progress: bool = False) -> TaggedVideo:
-        """One video's tags; a file that cannot be read raises VideoError."""
-        analysis = self.processes.analyse(path, self.options.analysis_plan())
+        items = self.processes.analyse(path, self.options.analysis_plan())
         try:
-            return self._read(path, analysis, progress).finish()
+            run = _Run(self, next(items))
+            bar = tqdm(total=int(run.info.header_seconds) or None, unit="s", desc=Path(path).name, file=sys.stderr,
+                       disable=not progress, mininterval=0.1 if sys.stderr.isatty() else 15)
+            with bar:
+                for item in items:
+                    run.add(item)
+                    if not isinstance(item, End) and int(item.time) > bar.n:  # whole seconds of video done
+                        bar.total = max(bar.total or 0, int(item.time)) if bar.total else None
+                        bar.update(int(item.time) - bar.n)
         finally:
-            analysis.close()
-
-    def tag_all(self, paths: Sequence[str | Path], progress: bool = False
-                ) -> Iterator[tuple[str | Path, TaggedVideo | VideoError]]:
-        """Each video's tags, or the VideoError that says why it could not be read, in order. The next
-        video is read while the current one's last pictures are captioned and its results are used."""
-        plan = self.options.analysis_plan()
-        analysis, following = None, self.processes.analyse(paths[0], plan) if paths else None
-        try:
-            for number, path in enumerate(paths):
-                analysis = following
-                try:
-                    run: _Run | VideoError = self._read(path, analysis, progress)
-                except VideoError as error:
-                    run = error
-                following = self.processes.analyse(paths[number + 1], plan) if number + 1 < len(paths) else None
-                yield path, run if isinstance(run, VideoError) else run.finish()
-        finally:
-            for analysis in (analysis, following):
-                if analysis is not None:
-                    analysis.close()
-
-    def _read(self, path: str | Path, analysis: Analysis, progress: bool) -> _Run:
-        """Every item of the analysis into a run, the pictures captioned in batches as they come."""
-        run = _Run(self, next(analysis))
-        bar = tqdm(total=int(run.info.header_seconds) or None, unit="s", desc=Path(path).name, file=sys.stderr,
-                   disable=not progress, mininterval=0.1 if sys.stderr.isatty() else 15)
-        with bar:
-            for item in analysis:
-                run.add(item)
-                if not isinstance(item, End) and int(item.time) > bar.n:  # whole seconds of video done
-                    bar.total = max(bar.total or 0, int(item.time)) if bar.total else None
-                    bar.update(int(item.time) - bar.n)
-        return run
+            items.close()  # stops the reading process if tagging stopped early
+        return run.finish()
 
 
 def tag_video(captioner: Captioner, path: str | Path, options: TagOptions = TagOptions(), **decode) -> dict:
