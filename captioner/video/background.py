@@ -91,6 +91,8 @@ def _items(child: subprocess.Popen, path: str | Path, lead: int, when_read: Call
     finally:
         child.kill()  # no-op once it has exited; its pipe closes and the reader ends
         child.wait()
+        if sys.is_finalizing():  # an iterator left open until exit: the frozen reader may hold the pipe's lock
+            return
         while reader.is_alive():
             while not items.empty():
                 items.get_nowait()
