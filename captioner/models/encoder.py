@@ -12,12 +12,11 @@ from urllib.error import URLError
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from captioner.data.transforms import Preprocess
 from captioner.errors import CaptionerError
+from captioner.torchvision_import import torchvision
 
 
 def classification_model_names() -> list[str]:
@@ -54,11 +53,12 @@ def pretrained_weights(name: str, weights: str) -> torchvision.models.WeightsEnu
 
 
 def feature_map_stages(backbone: nn.Module) -> list[tuple[str, int]]:
-    """Names and channels of the top-level modules that output a spatial (B, C, H, W) map.
+    """Names and channels of the top-level modules that output a spatial (B, C, H, W) map at 224 px.
 
-    Found by running the model on the ``meta`` device (shapes only, no compute), so it works
-    for ResNets (``layer1``..``layer4``), VGG/MobileNet/EfficientNet/ConvNeXt (``features``)
-    and others.
+    Found by running the model once on a blank image (in eval mode, nothing learned changes), so it
+    works for ResNets (``layer1``..``layer4``), VGG/MobileNet/EfficientNet/ConvNeXt (``features``)
+    and others. Not on the ``meta`` device: its batch norm is a Python decomposition that imports
+    ``torch._dynamo`` (see :mod:`captioner.torchvision_import`).
     """
     found: list[tuple[str, int]] = []
     hooks = [
@@ -69,10 +69,12 @@ def feature_map_stages(backbone: nn.Module) -> list[tuple[str, int]]:
         )
         for name, module in backbone.named_children()
     ]
+    training = backbone.training
     try:
         with torch.no_grad():
-            backbone.to("meta").eval()(torch.empty(1, 3, 224, 224, device="meta"))
+            backbone.eval()(torch.zeros(1, 3, 224, 224))
     finally:
+        backbone.train(training)
         for hook in hooks:
             hook.remove()
     if not found:
@@ -91,15 +93,16 @@ class Encoder(nn.Module):
     def __init__(self, name: str = "resnet18", weights: str | None = None, grid_size: int = 2,
                  stage: str | None = None, freeze: bool = False):
         super().__init__()
-        stages = dict(feature_map_stages(_shapes_only(name)))
+        backbone = build_backbone(name, weights)
+        stages = dict(feature_map_stages(backbone))
         if stage is None:
             stage = list(stages)[-1]
         if stage not in stages:
             raise CaptionerError(f"encoder {name} has no stage {stage!r}; its stages are: {', '.join(stages)}")
         node, channels = stage, stages[stage]
         self.identity = {"name": name, "stage": stage, "grid_size": grid_size}  # what, besides weights, shapes features
-        backbone = build_backbone(name, weights)
-        self.body = create_feature_extractor(backbone, return_nodes={node: "features"})
+        self.body = torchvision.models.feature_extraction.create_feature_extractor(
+            backbone, return_nodes={node: "features"})
         self.pool = nn.AdaptiveAvgPool2d(grid_size)
         self.locations = grid_size * grid_size
         self.feature_dim = channels * self.locations  # channel-major: channel c of cell l is c * locations + l
@@ -135,16 +138,6 @@ class Encoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W), or their :meth:`grid_features` (B, F) read from a cache -> features (B, F)."""
         return self.norm(images if images.dim() == 2 else self.grid_features(images))
-
-
-def _shapes_only(name: str) -> nn.Module:
-    """The backbone to read stage shapes from: built on the meta device (no memory, no weight
-    initialisation) where its builder allows, else as usual."""
-    try:
-        with torch.device("meta"):
-            return build_backbone(name)
-    except NotImplementedError:  # a builder that computes with tensors (RegNet's block widths)
-        return build_backbone(name)
 
 
 def encoder_preprocess(name: str, weights: str | None, image_size: int | None) -> Preprocess:
