@@ -53,11 +53,10 @@ def _is_compile_supported(device_type: str) -> bool:
 
 
 def _import_torchvision() -> types.ModuleType:
-    if "torchvision" in sys.modules or "torch._dynamo" in sys.modules:
-        importlib.import_module("torchvision.models.feature_extraction")
-        return importlib.import_module("torchvision")
-    sys.modules["torch._dynamo"] = _stand_in("torch._dynamo")
-    sys.modules["torch._dynamo.utils"] = _stand_in("torch._dynamo.utils", is_compile_supported=_is_compile_supported)
+    if "torchvision" not in sys.modules and "torch._dynamo" not in sys.modules:
+        sys.modules["torch._dynamo"] = _stand_in("torch._dynamo")
+        sys.modules["torch._dynamo.utils"] = _stand_in("torch._dynamo.utils",
+                                                       is_compile_supported=_is_compile_supported)
     try:
         importlib.import_module("torchvision.models.feature_extraction")  # the encoder's; not imported by torchvision
         return importlib.import_module("torchvision")
