@@ -57,11 +57,8 @@ def main() -> None:
         times.append(time.perf_counter() - started)
 
     scorer = CiderScorer(n=4, sigma=6.0)
-    def words(ids) -> str:
-        return " ".join(vocab.words[i] for i in ids)
-
     for candidate, image_refs in zip(candidates, refs):
-        scorer += (words(candidate), [words(r) for r in image_refs])
+        scorer += (vocab.decode(candidate), [vocab.decode(r) for r in image_refs])
     started = time.perf_counter()
     scorer.compute_score()
     theirs = time.perf_counter() - started

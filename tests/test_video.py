@@ -67,7 +67,6 @@ def test_stopping_early_ends_the_analysis_process(media):
     assert analysis_children() - before == set()
 
 
-
 def test_an_analysis_left_open_at_exit_ends_cleanly(media):
     code = ("import sys; from captioner.video.analysis import AnalysisPlan; "
             "from captioner.video.background import AnalysisProcesses; "
@@ -75,6 +74,7 @@ def test_an_analysis_left_open_at_exit_ends_cleanly(media):
     result = subprocess.run([sys.executable, "-c", code, str(media / "videos" / "bikes.mp4")], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "Fatal" not in result.stderr, result.stderr  # not the reader's pipe lock
+
 
 def test_a_bug_in_the_analysis_process_is_raised_here_with_its_traceback(media):
     processes = AnalysisProcesses()
