@@ -74,6 +74,7 @@ class TrainerConfig:
     channels_last: bool = True  # conv memory layout (faster with autocast; benchmarks/README.md)
     val_batch_size: int = 128
     captions_per_image: str = "all"  # all: every reference per image and step; one: one per epoch
+    reverse_captions_per_image: str = "all"  # a bidirectional decoder's reverse half: all its captions, or one
     word_loss_weight: float = 1.0  # auxiliary loss: predict the captions' words from the image (0: off)
     strategy: str = "single"  # single | ddp (under torchrun; batch_size is then the global batch)
     finetune_after_epochs: int | None = None  # a frozen encoder (model.encoder.freeze) trains from this epoch on
@@ -93,6 +94,9 @@ class TrainerConfig:
             raise CaptionerError(f"trainer.monitor_mode must be min or max, got {self.monitor_mode!r}")
         if self.objective not in ("xe", "scst"):
             raise CaptionerError(f"trainer.objective must be xe or scst, got {self.objective!r}")
+        if self.reverse_captions_per_image not in ("all", "one"):
+            raise CaptionerError("trainer.reverse_captions_per_image must be all or one, "
+                                 f"got {self.reverse_captions_per_image!r}")
         if self.objective == "scst" and not self.init_from:
             raise CaptionerError("trainer.objective=scst fine-tunes a trained model: give trainer.init_from=MODEL.pt")
 
@@ -102,6 +106,16 @@ def seeded_subset(size: int, count: int, seed: int) -> list[int]:
     if count >= size:
         return list(range(size))
     return sorted(random.Random(f"validation-{seed}").sample(range(size), max(0, count)))
+
+
+def one_caption_per_image(image_index: torch.Tensor, images: int, step: int) -> torch.Tensor:
+    """Rows of a batch whose rows ``image_index`` assigns to ``images`` images (an image's rows consecutive):
+    one per image, each image's captions taken in turn as ``step`` advances. No random numbers: a resumed
+    run takes the same rows."""
+    counts = torch.bincount(image_index, minlength=images)
+    starts = counts.cumsum(0) - counts
+    turn = (step + torch.arange(images, device=image_index.device)) % counts.clamp(min=1)
+    return (starts + turn)[counts > 0]
 
 
 def feature_extraction(config: TrainerConfig, device: torch.device) -> Extraction:
@@ -256,11 +270,15 @@ class Trainer:
             t.to(self.device, non_blocking=True) for t in (pixels, tokens, image_index, word_targets))
         if self.config.channels_last and pixels.dim() == 4:  # not cached features (B, F)
             pixels = pixels.contiguous(memory_format=torch.channels_last)
-        backwards = reverse_captions(tokens, self.captioner.vocab.pad) if self.bidirectional else None
+        backwards = reverse_index = None
+        if self.bidirectional:
+            one = self.config.reverse_captions_per_image == "one"
+            rows = one_caption_per_image(image_index, len(pixels), self.step) if one else slice(None)
+            backwards, reverse_index = reverse_captions(tokens[rows], self.captioner.vocab.pad), image_index[rows]
         with self.autocast():
             # tokens (N, T): <bos> w1 .. wn <eos> <pad>..; logits (N, T-1, V); word_logits (B, V)
             logits, word_logits, *reverse = self.model(pixels, tokens[:, :-1], image_index,
-                                                       None if backwards is None else backwards[:, :-1])
+                                                       None if backwards is None else backwards[:, :-1], reverse_index)
             caption_loss = self.loss_fn(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
             # summed over the vocabulary, averaged over images
             word_loss = nn.functional.binary_cross_entropy_with_logits(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_DECODER, TINY_ENCODER, tiny_trainer
+from conftest import TINY_DECODER, TINY_ENCODER, interrupted_at_step, tiny_trainer
 
 from captioner import Captioner, CaptionerError
 from captioner.checkpoint import load_checkpoint
@@ -13,6 +13,7 @@ from captioner.decoding import decode, reverse_log_probs
 from captioner.models.decoder import Decoder
 from captioner.models.model import CaptionModel, reverse_captions
 from captioner.recipe import train
+from captioner.training import one_caption_per_image
 
 BOS, EOS, PAD = 1, 2, 0
 
@@ -83,3 +84,36 @@ def test_a_bidirectional_model_trains_its_reverse_decoder_and_captions_with_re_r
     reranked = captioner.caption(paths, beam_size=3, rerank="bidirectional")
     assert len(reranked) == 4 and captioner.caption(paths, beam_size=3, rerank="bidirectional", rerank_weight=0.0) \
         == captioner.caption(paths, beam_size=3)
+
+
+def test_one_caption_per_image_takes_each_images_captions_in_turn():
+    image_index = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])  # images with 3, 2 and 4 captions, rows in order
+    taken = [one_caption_per_image(image_index, 3, step).tolist() for step in range(4)]
+    assert taken == [[0, 4, 7], [1, 3, 8], [2, 4, 5], [0, 3, 6]]
+    assert one_caption_per_image(torch.tensor([0, 0, 2]), 3, 1).tolist() == [1, 2]  # an image without captions
+
+
+def test_a_reverse_decoder_on_one_caption_per_image_trains_and_resumes_to_the_same_weights(tiny_records, tmp_path):
+    settings = TINY_DECODER | {"bidirectional": True}
+    config = {"max_epochs": 2, "checkpoint_every_steps": 4, "reverse_captions_per_image": "one"}
+    torch.manual_seed(0)
+    train(tiny_records, tmp_path / "a", TINY_ENCODER, settings, tiny_trainer(**config), image_size=32,
+          test_split=None)
+    torch.manual_seed(0)
+    train(tiny_records, tmp_path / "all", TINY_ENCODER, settings,
+          tiny_trainer(**config | {"reverse_captions_per_image": "all"}), image_size=32, test_split=None)
+    with interrupted_at_step("_train_step"), pytest.raises(Exception, match="interrupted"):
+        torch.manual_seed(0)
+        train(tiny_records, tmp_path / "b", TINY_ENCODER, settings, tiny_trainer(**config), image_size=32,
+              test_split=None)
+    torch.manual_seed(0)
+    train(tiny_records, tmp_path / "b", TINY_ENCODER, settings, tiny_trainer(**config | {"resume": True}),
+          image_size=32, test_split=None)
+    one, resumed, every = (load_checkpoint(tmp_path / d / "last.pt")["state_dict"] for d in ("a", "b", "all"))
+    assert all(torch.equal(value, resumed[key]) for key, value in one.items())
+    assert not torch.equal(one["decoder.reverse.out.weight"], every["decoder.reverse.out.weight"])
+
+
+def test_an_unknown_reverse_caption_setting_is_refused():
+    with pytest.raises(CaptionerError, match="reverse_captions_per_image must be all or one, got 'some'"):
+        tiny_trainer(reverse_captions_per_image="some")

@@ -19,7 +19,8 @@ class CaptionModel(nn.Module):
         self.decoder = Decoder(vocab_size, self.encoder.feature_dim, locations=self.encoder.locations, **decoder)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None,
-                reversed_tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                reversed_tokens: torch.Tensor | None = None,
+                reversed_index: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Teacher forcing: images (B, 3, H, W) (or their cached grid features (B, F), see
         :meth:`Encoder.forward`), tokens (N, T) -> word logits (N, T, V), and
         the logits of each word appearing in the image's captions (B, V): the decoder's word head,
@@ -28,14 +29,15 @@ class CaptionModel(nn.Module):
 
         ``image_index`` (N,) says which image each caption describes (several captions per
         image: one encoder pass); by default caption i describes image i. With ``reversed_tokens``
-        (the same captions read backwards, :func:`reverse_captions`) a bidirectional decoder's
-        reverse logits come third.
+        (captions read backwards, :func:`reverse_captions`; ``reversed_index`` says whose, by
+        default ``image_index``) a bidirectional decoder's reverse logits come third.
         """
         features = self.encoder(images)  # (B, F)
         outputs = self.decoder(features, tokens, image_index), self.decoder.word_logits(features)
         if reversed_tokens is None:
             return outputs
-        return *outputs, self.decoder.reverse(features, reversed_tokens, image_index)  # (N, T, V): read backwards
+        reversed_index = image_index if reversed_index is None else reversed_index
+        return *outputs, self.decoder.reverse(features, reversed_tokens, reversed_index)  # (N', T, V): read backwards
 
 
 
