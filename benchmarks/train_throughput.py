@@ -30,8 +30,12 @@ from captioner.synthetic.scoring import AttributeAccuracy
 from captioner.training import Trainer, TrainerConfig
 from captioner.vocab import Vocabulary
 
+# trainer settings changed from the demo's; "decoder" changes the model's decoder settings
 SETTINGS = {
-    "demo (5 captions per image per step, images cached, weights averaged, no workers, bf16, channels-last)": {},
+    "demo (5 captions per image per step, the reverse decoder on 1, images cached, weights averaged, no workers, "
+    "bf16, channels-last)": {},
+    "no reverse decoder (forward only)": {"decoder": {"bidirectional": False}},
+    "the reverse decoder on all 5 captions": {"reverse_captions_per_image": "all"},
     "images decoded every epoch (no cache)": {"cache_images": False},
     "no moving average of the weights": {"ema_decay": 0.0},
     "one caption per image per epoch": {"captions_per_image": "one"},
@@ -58,8 +62,9 @@ def main() -> None:
           f"{torch.get_num_threads()} threads\n")
     print("| setting | images/s |\n|---|---|")
     for name, change in SETTINGS.items():
+        change = dict(change)
         torch.manual_seed(0)
-        model = CaptionModel(len(vocab), encoder, decoder)
+        model = CaptionModel(len(vocab), encoder, decoder | change.pop("decoder", {}))
         config = dataclasses.replace(demo, max_steps=args.steps, **change)
         with tempfile.TemporaryDirectory() as out:
             captioner = Captioner(model, vocab, Preprocess(cfg.model.image_size))
