@@ -27,9 +27,9 @@ from captioner import Captioner
 from captioner.synthetic.scoring import segment_attribute_accuracy
 from captioner.synthetic.videos import synthetic_videos
 from captioner.video.analysis import AnalysisPlan, Cut, analyse_video
-from captioner.video.frames import decoded_frames, open_video
+from captioner.video.frames import decoded_frames, open_video, usable_cores
 from captioner.video.scoring import boundary_f1, cut_times
-from captioner.video.tagger import VideoTagger
+from captioner.video.tagger import TagOptions, VideoTagger
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "media" / "videos"
@@ -155,10 +155,40 @@ def decode_floor(video: Path) -> tuple[float, float]:
     return pyav, time.perf_counter() - started
 
 
-def command_seconds(checkpoint: str, video: Path, out: Path) -> float:
+DECODE_PART = """
+import sys
+from captioner.video.analysis import AnalysisPlan
+from captioner.video.frames import decoded_frames, open_video, seek
+part, handovers = int(sys.argv[2]), tuple(map(float, sys.argv[3:]))
+container, info = open_video(sys.argv[1])
+container.streams.video[0].codec_context.thread_count = 1
+start = handovers[part - 1] - AnalysisPlan().warm_up_seconds(info.fps) if part else 0.0
+end = handovers[part] if part < len(handovers) else float("inf")
+for frame in seek(container, info, start) if part else decoded_frames(container, info):
+    if frame.time >= end:
+        break
+"""
+
+
+def decode_floor_in_parts(video: Path) -> float:
+    """Seconds to decode every frame as the tagger reads the video: its parts at once, one thread each."""
+    plan = AnalysisPlan(processes=usable_cores())
+    items = analyse_video(video, plan)
+    next(items)
+    handovers = next(items).handovers
+    items.close()
+    started = time.perf_counter()
+    children = [subprocess.Popen([sys.executable, "-c", DECODE_PART, str(video), str(part), *map(str, handovers)])
+                for part in range(len(handovers) + 1)]
+    for child in children:
+        child.wait()
+    return time.perf_counter() - started
+
+
+def command_seconds(checkpoint: str, video: Path, out: Path, *overrides: str) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "captioner.cli.tag", f"checkpoint={checkpoint}", f"video={video}",
-                    f"out_dir={out}"], check=True, capture_output=True)
+                    f"out_dir={out}", *overrides], check=True, capture_output=True)
     return time.perf_counter() - started
 
 
@@ -189,39 +219,51 @@ def startup(checkpoint: str, video: Path, out: Path) -> tuple[float, float]:
     return help_seconds, float(re.search(r"first picture ([0-9.]+)", result.stderr).group(1))
 
 
-def speed(checkpoint: str, work: Path, repeats: int) -> None:
-    video = speed_video(work)
-    captioner = Captioner.load(checkpoint)
-    with VideoTagger(captioner) as tagger:
-        tagger.tag(video)  # warm: the model's first batch, the page cache
-        in_process = []
+def in_process_seconds(captioner: Captioner, video: Path, repeats: int, processes: int) -> list[float]:
+    with VideoTagger(captioner, TagOptions(processes=processes)) as tagger:
+        tagger.tag(video)  # warm: the model's first batch, the page cache, a spare process
+        seconds = []
         for _ in range(repeats):
             started = time.perf_counter()
             tagger.tag(video)
-            in_process.append(time.perf_counter() - started)
+            seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def speed(checkpoint: str, work: Path, repeats: int) -> None:
+    """Each figure as the tagger runs by default (a process per core, long videos in parts, the next
+    video read while one ends) and with one process per video (``video.processes=1``), interleaved."""
+    video, long = speed_video(work), repeated_video(speed_video(work), 10)
+    folder, out = folder_of(video, 10), work / "out"
+    captioner = Captioner.load(checkpoint)
+    rows: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for processes in (0, 1):
+            one = [] if processes == 0 else ["video.processes=1"]
+            label = "" if processes == 0 else ", one process per video"
+            for what, seconds in [
+                (f"tagging in process (model loaded){label}", in_process_seconds(captioner, video, 1, processes)[0]),
+                (f"whole `captioner-tag` command, the 60 s file{label}", command_seconds(checkpoint, video, out, *one)),
+                (f"whole `captioner-tag` command, the 10-minute file{label}",
+                 command_seconds(checkpoint, long, out, *one) / 10),
+                (f"whole `captioner-tag` command, a folder of ten 60 s files{label}",
+                 command_seconds(checkpoint, folder, out, *one) / 10),
+            ]:
+                rows.setdefault(what, []).append(seconds)
     floors = [decode_floor(video) for _ in range(repeats)]
-    pyav, opencv = min(f[0] for f in floors), min(f[1] for f in floors)
-    out = work / "out"
-    command = [command_seconds(checkpoint, video, out) for _ in range(repeats)]
+    rows["decoding alone, PyAV as the tagger opens it, one process (best)"] = [min(f[0] for f in floors)]
+    rows["decoding alone, OpenCV `grab()` (best)"] = [min(f[1] for f in floors)]
+    rows["decoding alone, in the tagger's parts at once, a thread each (best)"] = [
+        min(decode_floor_in_parts(video) for _ in range(repeats))]
     help_seconds, first_picture = startup(checkpoint, video, out)
-    long = repeated_video(video, 10)
-    folder = folder_of(video, 10)
-    long_seconds, folder_seconds = command_seconds(checkpoint, long, out), command_seconds(checkpoint, folder, out)
-    inside, whole = statistics.median(in_process), statistics.median(command)
-    print(f"\n## Speed: {video.name} (60 s, 1280x720, 30 fps, H.264), 1 picture/s; medians of {repeats} runs\n")
-    print("| what | seconds | x real time |\n|---|---|---|")
-    for what, seconds, duration in [
-        ("decoding alone, PyAV as the tagger opens it (best)", pyav, SPEED_SECONDS),
-        ("decoding alone, OpenCV `grab()` (best)", opencv, SPEED_SECONDS),
-        ("tagging in process (model loaded)", inside, SPEED_SECONDS),
-        ("whole `captioner-tag` command, the 60 s file", whole, SPEED_SECONDS),
-        ("whole `captioner-tag` command, the 10-minute file", long_seconds, 10 * SPEED_SECONDS),
-        ("whole `captioner-tag` command, a folder of ten 60 s files", folder_seconds, 10 * SPEED_SECONDS),
-    ]:
-        print(f"| {what} | {seconds:.2f} | {duration / seconds:.1f} |")
-    print(f"\nIn-process runs: {', '.join(f'{s:.2f}' for s in in_process)} s; command runs: "
-          f"{', '.join(f'{s:.2f}' for s in command)} s. Start-up: `captioner-tag --help` {help_seconds:.2f} s; "
-          f"the first picture handed over {first_picture:.2f} s after the command starts.")
+    print(f"\n## Speed: {video.name} (60 s, 1280x720, 30 fps, H.264), 1 picture/s; medians of {repeats} runs, "
+          f"seconds per 60 s of video\n")
+    print("| what | seconds | x real time | runs |\n|---|---|---|---|")
+    for what, seconds in sorted(rows.items(), key=lambda row: not row[0].startswith("decoding")):
+        median = statistics.median(seconds)
+        print(f"| {what} | {median:.2f} | {SPEED_SECONDS / median:.1f} | {', '.join(f'{s:.2f}' for s in seconds)} |")
+    print(f"\nStart-up: `captioner-tag --help` {help_seconds:.2f} s; the first picture handed over "
+          f"{first_picture:.2f} s after the command starts.")
 
 
 MAX_RSS = """
@@ -238,7 +280,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 CHILD_MAX_RSS = """
 import pickle, resource, subprocess, sys
 from captioner.video.analysis import AnalysisPlan
-request = pickle.dumps((sys.argv[1], AnalysisPlan()))
+request = pickle.dumps((sys.argv[1], AnalysisPlan(), 0, None, False))
 subprocess.run([sys.executable, "-m", "captioner.video.background"], input=request, stdout=subprocess.DEVNULL,
                check=True)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)

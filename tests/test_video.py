@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import threading
 from concurrent.futures import Future
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,10 @@ from captioner import Captioner
 from captioner.synthetic.scenes import Scene, caption_matches_scene
 from captioner.synthetic.videos import synthetic_videos
 from captioner.video import tagger as tagger_module
-from captioner.video.analysis import AnalysisPlan, Cut, End, Picture, analyse_video
+from captioner.video.analysis import AnalysisPlan, Cut, End, PartEnd, Picture, analyse_video
 from captioner.video.background import AnalysisProcesses
 from captioner.video.export import export_all, srt, webvtt
-from captioner.video.frames import VideoError, VideoInfo
+from captioner.video.frames import VideoError, VideoInfo, decoded_frames, keyframe_near, open_video, seek
 from captioner.video.scoring import boundary_f1, cut_times
 from captioner.video.tagger import TagOptions, VideoTagger, tag_video, timecode
 
@@ -74,6 +76,75 @@ def test_an_analysis_left_open_at_exit_ends_cleanly(media):
     result = subprocess.run([sys.executable, "-c", code, str(media / "videos" / "bikes.mp4")], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "Fatal" not in result.stderr, result.stderr  # not the reader's pipe lock
+
+
+def comparable(items) -> list:
+    """Items as plain values (pictures by their pixels' bytes), to compare two passes."""
+    return [(type(i).__name__, i.index, i.time, i.short_shot, i.image.tobytes()) if isinstance(i, Picture) else i
+            for i in items]
+
+
+@pytest.mark.parametrize("name, processes, part_seconds, parts", [
+    ("bikes.mp4", 2, 3.0, 2),
+    ("bikes.mp4", 2, 1.0, 4),  # more parts than processes: each starts when one before it is read
+    ("bikes.mp4", 4, 2.0, 4),
+    ("cockatoo_yuv420.mp4", 3, 3.0, 3),
+    ("vtest_h264_480x360.avi", 2, 20.0, 2),
+])
+def test_a_video_read_in_parts_gives_what_one_pass_gives(media, name, processes, part_seconds, parts):
+    path, plan = media / "videos" / name, AnalysisPlan(processes=processes, part_seconds=part_seconds)
+    items = analyse_video(path, plan)
+    next(items)
+    assert len(next(items).handovers) == parts - 1
+    items.close()
+    with closing(AnalysisProcesses()) as processes:
+        assert comparable(processes.analyse(path, plan)) == comparable(analyse_video(path, AnalysisPlan()))
+
+
+@pytest.mark.parametrize("handover, ends_in", [(9.93, "the tail"), (12.0, "the first part")])
+def test_a_part_that_meets_the_end_of_the_video(media, handover, ends_in):
+    """bikes is 250 frames of 0.04 s: 9.93 s leaves one frame after the handover (too few to decide
+    the cuts before it: the next part ends the video); 12 s is after its end."""
+    path, plan = media / "videos" / "bikes.mp4", AnalysisPlan(processes=2)
+    first = list(analyse_video(path, plan, 0, (handover,)))[1:]
+    second = list(analyse_video(path, plan, 1, (handover,)))[1:]
+    if ends_in == "the tail":
+        assert first[-1] == PartEnd(249) and isinstance(second[-1], End)
+        second = [dataclasses.replace(i, index=i.index + 249) if isinstance(i, (Picture, Cut)) else i for i in second]
+        second[-1] = dataclasses.replace(second[-1], last_index=second[-1].last_index + 249)
+        merged = first[:-1] + second
+    else:
+        assert isinstance(first[-1], End) and second == []
+        merged = first
+    assert comparable(merged) == comparable(list(analyse_video(path, AnalysisPlan()))[1:])
+
+
+def test_seeking_starts_at_the_keyframe_before_with_the_same_frame_times(media):
+    path = media / "videos" / "bikes.mp4"  # keyframes at 0, 1.2, 3.04, 5.48, 7.48 and 9.68 s
+    container, info = open_video(path)
+    assert keyframe_near(container, 4.0) == pytest.approx(3.04) and keyframe_near(container, 5.0) == pytest.approx(5.48)
+    container.close()
+    container, info = open_video(path)
+    times = [frame.time for frame in decoded_frames(container, info)]
+    container.close()
+    container, info = open_video(path)
+    assert [frame.time for frame in seek(container, info, 5.0)] == times[76:]
+    container.close()
+
+
+def test_the_next_video_is_read_while_this_one_ends(media, captioner):
+    bikes, cockatoo, vtest = (media / "videos" / name for name in
+                              ("bikes.mp4", "cockatoo_yuv420.mp4", "vtest_h264_480x360.avi"))
+    before = analysis_children()
+    with VideoTagger(captioner, TagOptions(processes=2)) as tagger:
+        first = tagger.tag(bikes, then=cockatoo).result
+        assert tagger.processes.early[0] == str(cockatoo)
+        second = tagger.tag(cockatoo).result
+        assert tagger.processes.early is None
+        tagger.tag(bikes, then=cockatoo)
+        third = tagger.tag(vtest).result  # not the one announced: that one is ended
+    assert analysis_children() - before == set()
+    assert (first, second, third) == tuple(tag_video(captioner, path) for path in (bikes, cockatoo, vtest))
 
 
 def test_a_bug_in_the_analysis_process_is_raised_here_with_its_traceback(media):

@@ -28,7 +28,8 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader") as pool:
         model = pool.submit(_load, checkpoint, device)
-        return _tag_all(paths, VideoTagger(model, options, **asdict(decode)), out_dir, progress)
+        with VideoTagger(model, options, **asdict(decode)) as tagger:
+            return _tag_all(paths, tagger, out_dir, progress)
 
 
 def _load(checkpoint: str, device: str):
@@ -40,9 +41,9 @@ def _load(checkpoint: str, device: str):
 
 def _tag_all(paths: list[Path], tagger: VideoTagger, out_dir: str, progress: bool) -> dict:
     failed: list[tuple[Path, str]] = []
-    for path in paths:
+    for number, path in enumerate(paths):
         try:
-            tagged = tagger.tag(path, progress=progress)
+            tagged = tagger.tag(path, progress=progress, then=paths[number + 1] if number + 1 < len(paths) else None)
         except VideoError as error:
             print(f"error: {error}", file=sys.stderr)
             failed.append((path, error.reason))

@@ -70,8 +70,9 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, VideoInfo
         container.close()
         raise VideoError(path, "no video stream (audio only, or not a video)")
     stream = container.streams.video[0]
-    # frame and slice threads, one per usable core: FFmpeg's own choice (cores + 1) decoded 720p H.264
-    # 1.3x slower on 2 cores, slice threads alone 1.3x slower too (benchmarks/README.md, "Video tagging")
+    # frame and slice threads, one per usable core (analysis.py may give fewer): FFmpeg's own choice
+    # (cores + 1) decoded 720p H.264 1.3x slower on 2 cores, slice threads alone 1.3x slower too
+    # (benchmarks/README.md, "Video tagging")
     stream.thread_type = "AUTO"
     stream.codec_context.thread_count = min(usable_cores(), 16)
     rate = stream.average_rate or stream.guessed_rate
@@ -114,6 +115,44 @@ def decoded_frames(container: av.container.InputContainer, info: VideoInfo) -> I
     if info.header_seconds > 1.0 and previous_time < 0.5 * info.header_seconds:
         raise VideoError(info.path, f"truncated or damaged: frames stop at {previous_time:.1f} s of the "
                                     f"{info.header_seconds:.1f} s its header declares")
+
+
+def seek(container: av.container.InputContainer, info: VideoInfo, seconds: float) -> Iterator[DecodedFrame]:
+    """The frames from the keyframe at or before ``seconds`` on (indices counted from there); from the
+    start where the container cannot seek there."""
+    stream = container.streams.video[0]
+    start = stream.start_time or 0
+    time_base = stream.time_base or Fraction(1, 90000)
+    try:
+        container.seek(start + int((seconds + EPSILON) / time_base), stream=stream, backward=True)
+        frames = decoded_frames(container, info)
+        first = next(frames)
+    except (av.FFmpegError, VideoError, StopIteration):
+        first = None
+    if first is None or first.time > seconds + EPSILON:
+        container.seek(start, stream=stream, backward=True)
+        frames = decoded_frames(container, info)
+    else:
+        yield first
+    yield from frames
+
+
+def keyframe_near(container: av.container.InputContainer, seconds: float) -> float | None:
+    """The time of the keyframe nearest ``seconds`` (the nearest before or after), by two seeks that
+    read one packet each; None if the container cannot seek."""
+    stream = container.streams.video[0]
+    start = stream.start_time or 0
+    time_base = stream.time_base or Fraction(1, 90000)
+    found = []
+    for backward in (True, False):
+        try:
+            container.seek(start + int(seconds / time_base), stream=stream, backward=backward)
+            packet = next((p for p in container.demux(stream) if p.pts is not None), None)
+        except av.FFmpegError:
+            return None
+        if packet is not None and packet.is_keyframe:
+            found.append(float((packet.pts - start) * time_base))
+    return min(found, key=lambda time: abs(time - seconds)) if found else None
 
 
 def upright_size(frame: av.VideoFrame) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from captioner.decode_options import DecodeOptions
+from captioner.errors import CaptionerError
 from captioner.video.analysis import AnalysisPlan, Cut, End, Picture
 from captioner.video.background import AnalysisProcesses
 from captioner.video.frames import VideoInfo, usable_cores
@@ -52,10 +53,16 @@ class TagOptions:
     batch_size: int = 16  # keyframes captioned together
     thumbnail_width: int = 320  # pixels, keyframes kept for the contact sheet
     shots: ShotOptions = field(default_factory=ShotOptions)
+    processes: int = 0  # processes reading videos at once, a long video in parts (0: one per usable core)
+
+    def __post_init__(self):
+        if self.processes < 0:
+            raise CaptionerError(f"video.processes must be >= 0 (0: one per usable core), got {self.processes}")
 
     def analysis_plan(self) -> AnalysisPlan:
         analyse_every = 1.0 / self.shot_detect_fps if self.shot_detect_fps > 0 else 0.0
-        return AnalysisPlan(self.every_seconds, analyse_every, self.thumbnail_width, self.shots)
+        return AnalysisPlan(self.every_seconds, analyse_every, self.thumbnail_width, self.shots,
+                            processes=self.processes or usable_cores())
 
 
 @dataclass
@@ -100,8 +107,9 @@ class VideoTagger:
             return self.captioner.result() if wait or self.captioner.done() else None
         return self.captioner
 
-    def tag(self, path: str | Path, progress: bool = False) -> TaggedVideo:
-        items = self.processes.analyse(path, self.options.analysis_plan())
+    def tag(self, path: str | Path, progress: bool = False, then: str | Path | None = None) -> TaggedVideo:
+        """``then``: the video to be tagged next, if any: it starts being read while this one ends."""
+        items = self.processes.analyse(path, self.options.analysis_plan(), then=then)
         try:
             run = _Run(self, next(items))
             bar = tqdm(total=int(run.info.header_seconds) or None, unit="s", desc=Path(path).name, file=sys.stderr,
