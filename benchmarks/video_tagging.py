@@ -219,22 +219,19 @@ def startup(checkpoint: str, video: Path, out: Path) -> tuple[float, float]:
     return help_seconds, float(re.search(r"first picture ([0-9.]+)", result.stderr).group(1))
 
 
-def in_process_seconds(captioner: Captioner, video: Path, repeats: int, processes: int) -> list[float]:
+def in_process_seconds(captioner: Captioner, video: Path, processes: int) -> float:
     with VideoTagger(captioner, TagOptions(processes=processes)) as tagger:
         tagger.tag(video)  # warm: the model's first batch, the page cache, a spare process
-        seconds = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            tagger.tag(video)
-            seconds.append(time.perf_counter() - started)
-    return seconds
+        started = time.perf_counter()
+        tagger.tag(video)
+        return time.perf_counter() - started
 
 
 def speed(checkpoint: str, work: Path, repeats: int) -> None:
     """Each figure as the tagger runs by default (a process per core, long videos in parts, the next
     video read while one ends) and with one process per video (``video.processes=1``), interleaved."""
-    video, long = speed_video(work), repeated_video(speed_video(work), 10)
-    folder, out = folder_of(video, 10), work / "out"
+    video = speed_video(work)
+    long, folder, out = repeated_video(video, 10), folder_of(video, 10), work / "out"
     captioner = Captioner.load(checkpoint)
     rows: dict[str, list[float]] = {}
     for _ in range(repeats):
@@ -242,7 +239,7 @@ def speed(checkpoint: str, work: Path, repeats: int) -> None:
             one = [] if processes == 0 else ["video.processes=1"]
             label = "" if processes == 0 else ", one process per video"
             for what, seconds in [
-                (f"tagging in process (model loaded){label}", in_process_seconds(captioner, video, 1, processes)[0]),
+                (f"tagging in process (model loaded){label}", in_process_seconds(captioner, video, processes)),
                 (f"whole `captioner-tag` command, the 60 s file{label}", command_seconds(checkpoint, video, out, *one)),
                 (f"whole `captioner-tag` command, the 10-minute file{label}",
                  command_seconds(checkpoint, long, out, *one) / 10),

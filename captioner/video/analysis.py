@@ -117,9 +117,8 @@ def analyse_video(path: str | Path, plan: AnalysisPlan, part: int = 0, handovers
         container.streams.video[0].codec_context.thread_count = max(1, min(usable_cores() // at_once, 16))
         start = handovers[part - 1] if part > 0 else -math.inf
         end = handovers[part] if part < len(handovers) else math.inf
-        frames = decoded_frames(container, info)
-        if part > 0:
-            frames = seek(container, info, start - plan.warm_up_seconds(info.fps))
+        frames = seek(container, info, start - plan.warm_up_seconds(info.fps)) if part > 0 else \
+            decoded_frames(container, info)
         yield from _Pass(plan, start, end).run(frames, info)
     finally:
         container.close()
@@ -138,7 +137,7 @@ def part_handovers(path: str | Path, info: VideoInfo, plan: AnalysisPlan) -> tup
         return ()
     count *= math.ceil(seconds / (count * 3 * plan.part_seconds))
     warm_up = plan.warm_up_seconds(info.fps)
-    try:
+    try:  # its own container: the one the part reads stays at the start
         container = av.open(str(path))
     except av.FFmpegError:
         return ()

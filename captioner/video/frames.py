@@ -96,8 +96,7 @@ def decoded_frames(container: av.container.InputContainer, info: VideoInfo) -> I
     VideoError if no frame decodes, or if frames stop before half of what the header declares
     (a truncated file: a wrong header is rarely 2x off)."""
     stream = container.streams.video[0]
-    start = stream.start_time or 0
-    time_base = stream.time_base or Fraction(1, 90000)
+    start, time_base = _clock(stream)
     step = 1.0 / info.fps if info.fps > 0 else 0.04
     index, previous_time = -1, -1.0
     try:
@@ -121,8 +120,7 @@ def seek(container: av.container.InputContainer, info: VideoInfo, seconds: float
     """The frames from the keyframe at or before ``seconds`` on (indices counted from there); from the
     start where the container cannot seek there."""
     stream = container.streams.video[0]
-    start = stream.start_time or 0
-    time_base = stream.time_base or Fraction(1, 90000)
+    start, time_base = _clock(stream)
     try:
         container.seek(start + int((seconds + EPSILON) / time_base), stream=stream, backward=True)
         frames = decoded_frames(container, info)
@@ -141,8 +139,7 @@ def keyframe_near(container: av.container.InputContainer, seconds: float) -> flo
     """The time of the keyframe nearest ``seconds`` (the nearest before or after), by two seeks that
     read one packet each; None if the container cannot seek."""
     stream = container.streams.video[0]
-    start = stream.start_time or 0
-    time_base = stream.time_base or Fraction(1, 90000)
+    start, time_base = _clock(stream)
     found = []
     for backward in (True, False):
         try:
@@ -153,6 +150,11 @@ def keyframe_near(container: av.container.InputContainer, seconds: float) -> flo
         if packet is not None and packet.is_keyframe:
             found.append(float((packet.pts - start) * time_base))
     return min(found, key=lambda time: abs(time - seconds)) if found else None
+
+
+def _clock(stream: av.video.stream.VideoStream) -> tuple[int, Fraction]:
+    """The stream's first timestamp and its time base (a common one where the file gives none)."""
+    return stream.start_time or 0, stream.time_base or Fraction(1, 90000)
 
 
 def upright_size(frame: av.VideoFrame) -> tuple[int, int]:
