@@ -19,7 +19,7 @@ from captioner import Captioner
 from captioner.synthetic.scenes import Scene, caption_matches_scene
 from captioner.synthetic.videos import synthetic_videos
 from captioner.video import tagger as tagger_module
-from captioner.video.analysis import AnalysisPlan, Cut, End, PartEnd, Picture, analyse_video
+from captioner.video.analysis import AnalysisPlan, Cut, End, PartEnd, Picture, analyse_video, part_handovers
 from captioner.video.background import AnalysisProcesses
 from captioner.video.export import export_all, srt, webvtt
 from captioner.video.frames import VideoError, VideoInfo, decoded_frames, keyframe_near, open_video, seek
@@ -99,6 +99,20 @@ def test_a_video_read_in_parts_gives_what_one_pass_gives(media, name, processes,
     items.close()
     with closing(AnalysisProcesses()) as processes:
         assert comparable(processes.analyse(path, plan)) == comparable(analyse_video(path, AnalysisPlan()))
+
+
+def test_beside_another_video_one_no_longer_than_a_part_is_read_whole(media):
+    """bikes is 10 s: in parts of at least 4 s (at most 12) alone; whole beside another; in parts again
+    beside another when a part is at most 9 s."""
+    path, plan = media / "videos" / "bikes.mp4", AnalysisPlan(processes=2, part_seconds=4.0)
+    container, info = open_video(path)
+    container.close()
+    assert len(part_handovers(path, info, plan)) == 1
+    assert part_handovers(path, info, plan, beside_another=True) == ()
+    assert len(part_handovers(path, info, dataclasses.replace(plan, part_seconds=3.0), beside_another=True)) == 1
+    with closing(AnalysisProcesses()) as processes:
+        whole = list(processes.analyse(path, plan, then=media / "videos" / "cockatoo_yuv420.mp4"))
+    assert comparable(whole) == comparable(analyse_video(path, AnalysisPlan()))
 
 
 @pytest.mark.parametrize("handover, ends_in", [(9.93, "the tail"), (12.0, "the first part")])

@@ -110,7 +110,7 @@ def analyse_video(path: str | Path, plan: AnalysisPlan, part: int = 0, handovers
     try:
         yield info
         if handovers is None and plan.processes > 1:
-            handovers = part_handovers(path, info, plan)
+            handovers = part_handovers(path, info, plan, beside_another)
             yield Parts(handovers)
         handovers = handovers or ()
         at_once = plan.processes if beside_another else min(len(handovers) + 1, plan.processes)
@@ -124,16 +124,18 @@ def analyse_video(path: str | Path, plan: AnalysisPlan, part: int = 0, handovers
         container.close()
 
 
-def part_handovers(path: str | Path, info: VideoInfo, plan: AnalysisPlan) -> tuple[float, ...]:
+def part_handovers(path: str | Path, info: VideoInfo, plan: AnalysisPlan,
+                   beside_another: bool = False) -> tuple[float, ...]:
     """Where the parts of a video meet: as many parts as ``plan.processes``, each at least
     ``plan.part_seconds`` long, and more (a multiple of the processes) where a part would be over three
     times that (a part waiting its turn keeps its items: bounded). Each part starts reading at a
     keyframe, ``warm_up_seconds`` before its handover; the keyframes are those nearest the points that
     give every part the same seconds to read, its warm-up included. () if the video is short, or its
-    keyframes cannot be found."""
+    keyframes cannot be found, or if it is no longer than the longest part and another video is read
+    beside it: the two keep the cores busy without the parts' warm-up."""
     seconds = info.header_seconds
     count = min(plan.processes, int(seconds // plan.part_seconds))
-    if count < 2:
+    if count < 2 or (beside_another and seconds <= 3 * plan.part_seconds):
         return ()
     count *= math.ceil(seconds / (count * 3 * plan.part_seconds))
     warm_up = plan.warm_up_seconds(info.fps)
