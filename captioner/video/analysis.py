@@ -133,11 +133,11 @@ def part_handovers(path: str | Path, info: VideoInfo, plan: AnalysisPlan,
     give every part the same seconds to read, its warm-up included. () if the video is short, or its
     keyframes cannot be found, or if it is no longer than the longest part and another video is read
     beside it: the two keep the cores busy without the parts' warm-up."""
-    seconds = info.header_seconds
+    seconds, longest_part = info.header_seconds, 3 * plan.part_seconds
     count = min(plan.processes, int(seconds // plan.part_seconds))
-    if count < 2 or (beside_another and seconds <= 3 * plan.part_seconds):
+    if count < 2 or (beside_another and seconds <= longest_part):
         return ()
-    count *= math.ceil(seconds / (count * 3 * plan.part_seconds))
+    count *= math.ceil(seconds / (count * longest_part))
     warm_up = plan.warm_up_seconds(info.fps)
     try:  # its own container: the one the part reads stays at the start
         container = av.open(str(path))
