@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from contextlib import closing
 from pathlib import Path
@@ -159,6 +161,27 @@ def test_the_next_video_is_read_while_this_one_ends(media, captioner):
         third = tagger.tag(vtest).result  # not the one announced: that one is ended
     assert analysis_children() - before == set()
     assert (first, second, third) == tuple(tag_video(captioner, path) for path in (bikes, cockatoo, vtest))
+
+
+def test_the_analysis_processes_read_part_after_part_and_video_after_video(media):
+    """A child is started once and kept: bikes in 4 parts on 2 processes, twice, on the same two; an idle
+    one killed from outside is replaced."""
+    path, plan = media / "videos" / "bikes.mp4", AnalysisPlan(processes=2, part_seconds=1.0)
+    one_pass = comparable(analyse_video(path, AnalysisPlan()))
+    before = analysis_children()
+    with closing(AnalysisProcesses()) as processes:
+        assert comparable(processes.analyse(path, plan)) == one_pass
+        children = analysis_children() - before
+        assert len(children) == 2
+        assert comparable(processes.analyse(path, plan)) == one_pass
+        assert analysis_children() - before == children
+        killed = children.pop()
+        os.kill(killed, signal.SIGKILL)
+        while Path(f"/proc/{killed}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":  # until it has died
+            time.sleep(0.01)
+        assert comparable(processes.analyse(path, plan)) == one_pass
+        assert len(analysis_children() - before) == 2
+    assert analysis_children() - before == set()
 
 
 def test_a_bug_in_the_analysis_process_is_raised_here_with_its_traceback(media):

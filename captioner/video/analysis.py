@@ -27,6 +27,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from captioner.video.frames import (
     EPSILON,
@@ -168,6 +169,7 @@ class _Pass:
         self.picture_times: deque[float] = deque()  # of the pictures taken in the last seconds
         self.shot_start = 0.0
         self.first_owned: int | None = 0 if start == -math.inf else None  # the index of the first frame from start
+        self.compared_scaler, self.picture_scaler = VideoReformatter(), VideoReformatter()
 
     def owns(self, time: float) -> bool:
         return self.start <= time < self.end
@@ -192,7 +194,8 @@ class _Pass:
             if time + EPSILON >= next_analysis:
                 next_analysis = next_point(time, plan.analyse_every_seconds)
                 compared_after_end += time >= self.end
-                small = picture(decoded.frame, ANALYSIS_WIDTH, "FAST_BILINEAR", upscale=True)
+                small = picture(decoded.frame, ANALYSIS_WIDTH, "FAST_BILINEAR", upscale=True,
+                                scaler=self.compared_scaler)
                 cuts = self.detector.add(decoded.index, time, small)
                 if time + EPSILON >= next_candidate or self.detector.may_cut():
                     next_candidate = next_point(time, CANDIDATE_SECONDS)
@@ -213,7 +216,7 @@ class _Pass:
         yield End(last.index - self.first_owned, duration, upright_size(last.frame))
 
     def _picture(self, decoded: DecodedFrame, short_shot: bool = False) -> Picture:
-        image = picture(decoded.frame, self.plan.thumbnail_width)
+        image = picture(decoded.frame, self.plan.thumbnail_width, scaler=self.picture_scaler)
         return Picture(decoded.index - self.first_owned, decoded.time, image, short_shot)
 
     def _cut(self, index: int, time: float) -> Iterator[Picture | Cut]:

@@ -31,14 +31,14 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class AnalysisProcesses:
-    """Child processes for the analysis pass, the next one started as soon as one has read its part: it
-    has started Python and imported PyAV by the time the next part or video is asked for. A video long
+    """Child processes for the analysis pass, each kept for the next part or video once it has read one:
+    a child's start (Python, PyAV, numpy) is paid once per command, not once per part. A video long
     enough is read in parts (:func:`~captioner.video.analysis.part_handovers`), up to ``plan.processes``
-    of them at once, and their items are merged here into those of one pass. A spare that is never used
-    ends by itself when this process ends (its stdin closes); :meth:`close` ends it now."""
+    of them at once, and their items are merged here into those of one pass. An idle child ends by
+    itself when this process ends (its stdin closes); :meth:`close` ends it now."""
 
     def __init__(self):
-        self.spares: list[subprocess.Popen] = []
+        self.idle: list[subprocess.Popen] = []  # children that have read their part, waiting for the next
         self.early: tuple[str, AnalysisPlan, _Items] | None = None  # the next video's first part, already reading
 
     def analyse(self, path: str | Path, plan: AnalysisPlan, lead: int = 128,
@@ -61,7 +61,7 @@ class AnalysisProcesses:
                 if then is not None and self.early is None and len(reading) < plan.processes:
                     self.early = (str(then), plan, self._read_part(then, plan, lead, beside_another=True))
                 last = None
-                for last in reading[0]:  # to its end: the child's last message starts a spare
+                for last in reading[0]:  # to its end: the child is then free for the next part
                     if not isinstance(last, PartEnd):
                         yield _shifted(last, offset)
                 if isinstance(last, End):  # the video ends in this part: the parts after it are not read
@@ -85,29 +85,32 @@ class AnalysisProcesses:
 
     def _read_part(self, path: str | Path, plan: AnalysisPlan, lead: int, beside_another: bool, part: int = 0,
                    handovers: tuple[float, ...] | None = None) -> _Items:
-        child = self.spares.pop() if self.spares else _start()
         request = (str(path), plan, part, handovers, beside_another)
-        try:
-            _ask(child, request)
-        except BrokenPipeError:  # the spare died (killed from outside): one more try with a new one
+        while self.idle:
+            child = self.idle.pop()
+            try:
+                _ask(child, request)
+                break
+            except (BrokenPipeError, ValueError):  # it died (killed from outside): the next, or a new one
+                _end(child)
+        else:
             child = _start()
             _ask(child, request)
-        return _Items(child, path, lead, lambda: self._start_spare(plan.processes))
+        return _Items(child, path, lead, lambda: self._keep(child, plan.processes))
 
-    def _start_spare(self, most: int) -> None:
-        if len(self.spares) < most:
-            self.spares.append(_start())
+    def _keep(self, child: subprocess.Popen, most: int) -> None:
+        """A child that has read its part waits for the next one (at most ``most`` wait)."""
+        if len(self.idle) < most:
+            self.idle.append(child)
+        else:
+            _end(child)
 
     def close(self) -> None:
         if self.early is not None:
             self.early[2].close()
             self.early = None
-        while self.spares:
-            spare = self.spares.pop()
-            spare.kill()
-            spare.wait()
-            spare.stdin.close()
-            spare.stdout.close()
+        while self.idle:
+            _end(self.idle.pop())
 
 
 def _shifted(item, offset: int):
@@ -120,17 +123,31 @@ def _shifted(item, offset: int):
 
 
 def _start() -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
+    # the pass does no linear algebra: OpenBLAS's threads would only cost the child's start CPU time
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
 
 def _ask(child: subprocess.Popen, request: tuple) -> None:
     pickle.dump(request, child.stdin)
-    child.stdin.close()
+    child.stdin.flush()
+
+
+def _end(child: subprocess.Popen) -> None:
+    """Kill the child and close its pipes (a no-op for the exit code if it has ended already)."""
+    child.kill()
+    child.wait()
+    for pipe in (child.stdin, child.stdout):
+        try:
+            pipe.close()
+        except OSError:  # a request still buffered for a child that is gone
+            pass
 
 
 class _Items:
-    """What one child process sends, unpickled by a thread into a queue of at most ``lead``."""
+    """What one child process sends for one part, unpickled by a thread into a queue of at most ``lead``.
+    Once the part is read, ``when_read`` is called: the child is free for the next request."""
 
     def __init__(self, child: subprocess.Popen, path: str | Path, lead: int, when_read: Callable[[], None]):
         self.child, self.path, self.when_read = child, path, when_read
@@ -149,19 +166,19 @@ class _Items:
         kind, value = self.queue.get()
         if kind == "item":
             return value
-        if kind not in ("done", "video_error"):  # a bug or a crash: its exit code is part of the message
-            self.child.wait(timeout=10)
-        self.close()
-        if kind == "done":
+        if kind in ("done", "video_error"):  # the child has read its part and waits for the next request
+            self.closed = True
+            self.reader.join()
             self.when_read()
-            raise StopIteration
-        if kind == "video_error":
-            self.when_read()
+            if kind == "done":
+                raise StopIteration
             raise VideoError(*value)
+        self.child.wait(timeout=10)  # a bug or a crash: the child has ended, its exit code is part of the message
+        self.close()
         raise RuntimeError(f"{self.path}: video analysis failed (exit code {self.child.returncode}): {value}")
 
     def close(self) -> None:
-        """End the child (a no-op once it has exited); its pipe closes and the reader ends."""
+        """End the child if it is still reading this part (a no-op once the part is read); the reader ends."""
         if self.closed:
             return
         self.closed = True
@@ -173,7 +190,7 @@ class _Items:
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.reader.join(timeout=0.05)
-        self.child.stdout.close()
+        _end(self.child)
 
 
 def _read(stream, items: Queue) -> None:
@@ -189,30 +206,31 @@ def _read(stream, items: Queue) -> None:
 
 
 def _child() -> None:
+    """Serve requests until stdin closes: the items of each, then one message that ends it."""
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write into the pipe
-    try:
-        path, plan, part, handovers, beside_another = pickle.load(sys.stdin.buffer)
-    except EOFError:  # a spare that was not needed
-        return
-    try:
-        for item in analyse_video(path, plan, part, handovers, beside_another):
-            pickle.dump(("item", item), out, protocol=pickle.HIGHEST_PROTOCOL)
-            out.flush()
-        message = ("done", None)
-    except VideoError as error:
-        message = ("video_error", (error.path, error.reason))
-    except Exception as error:  # a bug: the parent raises it with this traceback
-        message = ("failed", f"{error!r}\n{traceback.format_exc()}")
-    try:
+    while True:
+        try:
+            path, plan, part, handovers, beside_another = pickle.load(sys.stdin.buffer)
+        except EOFError:  # the parent is done with this child, or has ended
+            return
+        try:
+            for item in analyse_video(path, plan, part, handovers, beside_another):
+                pickle.dump(("item", item), out, protocol=pickle.HIGHEST_PROTOCOL)
+                out.flush()
+            message = ("done", None)
+        except VideoError as error:
+            message = ("video_error", (error.path, error.reason))
+        except Exception as error:  # a bug: the parent raises it with this traceback, and this child ends
+            message = ("failed", f"{error!r}\n{traceback.format_exc()}")
         pickle.dump(message, out)
         out.flush()
-    except BrokenPipeError:  # the parent stopped listening
-        pass
+        if message[0] == "failed":
+            return
 
 
 if __name__ == "__main__":
     try:
         _child()
-    except (BrokenPipeError, KeyboardInterrupt):
+    except (BrokenPipeError, KeyboardInterrupt):  # the parent stopped listening
         sys.exit(1)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from captioner.errors import CaptionerError
 
@@ -97,12 +98,13 @@ def decoded_frames(container: av.container.InputContainer, info: VideoInfo) -> I
     (a truncated file: a wrong header is rarely 2x off)."""
     stream = container.streams.video[0]
     start, time_base = _clock(stream)
+    ticks, per_second = time_base.numerator, time_base.denominator  # int / int: exact, and no Fraction a frame
     step = 1.0 / info.fps if info.fps > 0 else 0.04
     index, previous_time = -1, -1.0
     try:
         for frame in container.decode(stream):
             index += 1
-            time = float((frame.pts - start) * time_base) if frame.pts is not None else -1.0
+            time = (frame.pts - start) * ticks / per_second if frame.pts is not None else -1.0
             if time <= previous_time:  # a missing or repeated timestamp: step by the average rate
                 time = previous_time + step
             previous_time = time
@@ -162,15 +164,20 @@ def upright_size(frame: av.VideoFrame) -> tuple[int, int]:
     return (frame.width, frame.height) if frame.rotation % 180 else (frame.height, frame.width)
 
 
-def picture(frame: av.VideoFrame, width: int, interpolation: str = "AREA", upscale: bool = False) -> np.ndarray:
+def picture(frame: av.VideoFrame, width: int, interpolation: str = "AREA", upscale: bool = False,
+            scaler: VideoReformatter | None = None) -> np.ndarray:
     """The frame upright as (H, W, 3) RGB, ``width`` wide (aspect kept; never wider than the frame
     unless ``upscale``), scaled and converted in one single-threaded swscale call (its default
-    threading was slower for such small images)."""
+    threading was slower for such small images). ``scaler``: one kept for frames of one size and format
+    keeps its swscale context, which a frame's own builds anew on each call (benchmarks/README.md,
+    "Video tagging")."""
     height, full_width = upright_size(frame)
     if full_width <= width and not upscale:
         width = full_width
     height = max(1, round(height * width / full_width))
     turns = (frame.rotation // 90) % 4
     coded = (width, height) if turns % 2 == 0 else (height, width)
-    image = frame.to_ndarray(width=coded[0], height=coded[1], format="rgb24", interpolation=interpolation, threads=1)
+    scaled = (scaler or VideoReformatter()).reformat(frame, coded[0], coded[1], "rgb24", interpolation=interpolation,
+                                                    threads=1)
+    image = scaled.to_ndarray()
     return np.ascontiguousarray(np.rot90(image, turns)) if turns else image

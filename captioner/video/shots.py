@@ -46,7 +46,7 @@ class ShotDetector:
         hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
         self.change = 0.0
         if self.previous is not None and self.previous.shape == hsv.shape:
-            self.change = float(cv2.absdiff(hsv, self.previous).mean())
+            self.change = cv2.norm(hsv, self.previous, cv2.NORM_L1) / hsv.size  # the mean |difference|
             self.pending.append((index, time, self.change))
         self.previous = hsv
         return self._decide(final=False)
