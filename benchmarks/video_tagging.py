@@ -221,7 +221,7 @@ def startup(checkpoint: str, video: Path, out: Path) -> tuple[float, float]:
 
 def in_process_seconds(captioner: Captioner, video: Path, processes: int) -> float:
     with VideoTagger(captioner, TagOptions(processes=processes)) as tagger:
-        tagger.tag(video)  # warm: the model's first batch, the page cache, a spare process
+        tagger.tag(video)  # warm: the model's first batch, the page cache, the analysis processes
         started = time.perf_counter()
         tagger.tag(video)
         return time.perf_counter() - started
