@@ -91,7 +91,7 @@ class AnalysisProcesses:
             try:
                 _ask(child, request)
                 break
-            except (BrokenPipeError, ValueError):  # it died (killed from outside): the next, or a new one
+            except BrokenPipeError:  # it died (killed from outside): the next, or a new one
                 _end(child)
         else:
             child = _start()
