@@ -2,10 +2,15 @@
 
 Every captioning method takes the decoding options the same way, as keyword arguments of
 :class:`~captioner.decoding.DecodeOptions` (``beam_size=3``, ``strategy="sample"`` ...).
+
+The model runs at the precision the device is fast at, as training does: autocast where the device
+has fast low precision (bf16 on CPUs with bf16 instructions, bf16 or fp16 on CUDA; ``amp=False`` turns it
+off) and the convolutions channels-last.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +25,7 @@ from captioner.data.loading import ImageBatch, load_images
 from captioner.data.transforms import Preprocess
 from captioner.decode_options import DecodeOptions
 from captioner.decoding import decode
+from captioner.devices import autocast_dtype
 from captioner.errors import CaptionerError
 from captioner.models.model import CaptionModel
 from captioner.vocab import Vocabulary
@@ -44,8 +50,11 @@ class Captioner:
     """A trained captioning model with its vocabulary and preprocessing."""
 
     def __init__(self, model: CaptionModel, vocab: Vocabulary, preprocess: Preprocess,
-                 device: str | torch.device = "cpu", max_length: int = 30):
+                 device: str | torch.device = "cpu", max_length: int = 30, channels_last: bool = True):
         self.model = model.to(device).eval()
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
         self.vocab = vocab
         self.preprocess = preprocess
         self.device = torch.device(device)
@@ -53,11 +62,11 @@ class Captioner:
         self.transform = preprocess.transform()
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> Captioner:
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", channels_last: bool = True) -> Captioner:
         """Load a checkpoint written by training; needs neither the training data nor its config."""
         payload = load_checkpoint(path)
         return cls(model_from_checkpoint(payload), Vocabulary(payload["vocab"]),
-                   Preprocess.from_dict(payload["preprocess"]), device, payload["max_length"])
+                   Preprocess.from_dict(payload["preprocess"]), device, payload["max_length"], channels_last)
 
     def save(self, path: str | Path, step: int = 0, **training_state) -> None:
         save_checkpoint(path, self.model, self.vocab.words, self.preprocess.to_dict(), step,
@@ -91,7 +100,7 @@ class Captioner:
             chunk = images[start : start + batch_size]
             pixels = torch.stack([self.transform(load_image(image)) for image in chunk])
             candidates = self._decode(pixels, options)
-            maps = self.attention_maps(pixels, [c[0][0] for c in candidates])
+            maps = self.attention_maps(pixels, [c[0][0] for c in candidates], options.amp)
             results += [CaptionResult(str(image) if not isinstance(image, Image.Image) else "", c[0][0], c[0][1], c,
                                       attention=m) for image, c, m in zip(chunk, candidates, maps)]
         return results
@@ -106,7 +115,8 @@ class Captioner:
         options = DecodeOptions(**decode)
         for batch in self.read_images(paths, batch_size, num_workers):
             decoded = self._decode(batch.pixels, options) if batch.pixels is not None else []
-            maps = self.attention_maps(batch.pixels, [c[0][0] for c in decoded]) if attention and decoded else []
+            maps = (self.attention_maps(batch.pixels, [c[0][0] for c in decoded], options.amp)
+                    if attention and decoded else [])
             results, maps = iter(decoded), iter(maps)
             for path, error in zip(batch.paths, batch.errors):
                 if error is not None:
@@ -123,18 +133,20 @@ class Captioner:
                                  "there is nowhere it looked to show")
 
     @torch.inference_mode()
-    def attention_maps(self, pixels: torch.Tensor, captions: Sequence[str]) -> list[np.ndarray]:
+    def attention_maps(self, pixels: torch.Tensor, captions: Sequence[str], amp: bool = True) -> list[np.ndarray]:
         """Where the model looked for each word of each image's caption: preprocessed images (B, 3, S, S)
         and their captions -> per image (words, grid, grid) attention weights (each word's sum to 1),
-        from teaching the caption to the decoder: the weights with which decoding chose each word."""
+        from teaching the caption to the decoder: the weights with which decoding chose each word
+        (``amp``: in the precision decoding ran in)."""
         self.check_attention()
         was_training = self.model.training
         self.model.eval()
         encoded = [self.vocab.encode(caption, self.max_length)[:-1] for caption in captions]  # <bos> w1 .. wn
         tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids) for ids in encoded], batch_first=True,
                                                  padding_value=self.vocab.pad).to(self.device)
-        features = self.model.encoder(pixels.to(self.device))
-        weights = self.model.decoder.attention_weights(features, tokens).float().cpu()  # (B, T, L)
+        with self.precision(amp):
+            features = self.model.encoder(self._on_device(pixels))
+            weights = self.model.decoder.attention_weights(features, tokens).float().cpu()  # (B, T, L)
         self.model.train(was_training)
         grid = round(weights.shape[2] ** 0.5)
         return [weights[i, : len(ids) - 1].reshape(-1, grid, grid).numpy() for i, ids in enumerate(encoded)]
@@ -156,9 +168,22 @@ class Captioner:
     def _decode(self, pixels: torch.Tensor, options: DecodeOptions) -> list[list[tuple[str, float]]]:
         was_training = self.model.training
         self.model.eval()
-        features = self.model.encoder(pixels.to(self.device))  # (B, F)
         vocab = self.vocab
         banned = [vocab.pad, vocab.bos] + ([vocab.unk] if options.suppress_unk else [])
-        hypotheses = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, options, self.max_length)
+        with self.precision(options.amp):
+            features = self.model.encoder(self._on_device(pixels))  # (B, F)
+            hypotheses = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, options, self.max_length)
         self.model.train(was_training)
         return [[(vocab.decode(h.tokens), h.log_prob) for h in image] for image in hypotheses]
+
+    def precision(self, amp: bool = True) -> contextlib.AbstractContextManager:
+        """Autocast to the device's fast low precision where it has one (``amp=False``: fp32)."""
+        dtype = autocast_dtype(self.device) if amp else None
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _on_device(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, S, S), or cached features (B, F), on the model's device and in its conv layout."""
+        pixels = pixels.to(self.device)
+        if self.channels_last and pixels.dim() == 4:
+            return pixels.contiguous(memory_format=torch.channels_last)
+        return pixels

@@ -3,7 +3,8 @@ preprocessing and weights, written atomically and read without unpickling code.
 
 Older versions are upgraded on load, so a checkpoint keeps loading (and captioning the same)
 as the code moves: version 1 kept the word head beside the decoder; version 2 spread the
-word-class head's settings over the decoder's own arguments.
+word-class head's settings over the decoder's own arguments; version 3 set the decoder's state and
+word head from the whole grid flattened (today the ``grid`` summary).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from captioner.io import atomic_open
 from captioner.models.model import CaptionModel
 
 CHECKPOINT_FORMAT = "captioner-checkpoint"
-CHECKPOINT_VERSION = 3
+CHECKPOINT_VERSION = 4
 
 
 def save_checkpoint(path: str | Path, model: CaptionModel, vocab_words: list[str], preprocess: dict,
@@ -98,7 +99,14 @@ def _from_version_2(payload: dict) -> dict:
     return upgraded
 
 
-UPGRADES = {1: _from_version_1, 2: _from_version_2}  # version -> its payload in the next version's layout
+def _from_version_3(payload: dict) -> dict:
+    """The decoder read the whole grid, flattened, where today it reads a summary of it (by default the mean)."""
+    decoder = payload["model_args"]["decoder"] | {"summary": "grid"}
+    return payload | {"model_args": payload["model_args"] | {"decoder": decoder}}
+
+
+# version -> its payload in the next version's layout
+UPGRADES = {1: _from_version_1, 2: _from_version_2, 3: _from_version_3}
 
 
 def _renamed(state: dict, old: str, new: str) -> dict:

@@ -27,6 +27,7 @@ class DecodeOptions:
     class_lm_weight: float | None = None  # the word-class head's decoding weight (None: the checkpoint's)
     rerank: str = "none"  # none | bidirectional: the beam's candidates ranked again, with the reverse decoder
     rerank_weight: float = 1.0  # bidirectional: forward log-prob + this x the reverse decoder's
+    amp: bool = True  # autocast where the device has fast low precision (bf16/fp16 on CUDA, bf16 on CPUs with it)
 
     def __post_init__(self):
         checks = [

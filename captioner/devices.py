@@ -24,13 +24,21 @@ def resolve_device(name: str) -> torch.device:
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The mixed-precision type for this device, or None where it would not pay.
 
-    On a CPU bf16 pays only where the CPU has it natively (avx512_bf16 / AMX); elsewhere it is
-    emulated, slowly. Figures: benchmarks/README.md, "train_throughput.py".
+    On a CPU bf16 pays only where the CPU computes it natively (AVX-512 BF16 or AMX). oneDNN also
+    reports bf16 as supported on AVX-512 CPUs without them, where it emulates it, 2-3x slower than fp32
+    (benchmarks/README.md, "inference_precision.py"), so the instructions themselves are asked for.
     """
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    native_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return torch.bfloat16 if native_bf16 else None
+    return torch.bfloat16 if native_cpu_bf16() else None
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX-512 BF16 or AMX), not oneDNN's emulation of them."""
+    asks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(ask is None for ask in asks):  # an older torch: oneDNN's own answer
+        return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return any(ask() for ask in asks if ask is not None)
 
 
 @contextlib.contextmanager

@@ -89,7 +89,7 @@ def evaluate_model(captioner: Captioner, records: list[ImageRecord], out_dir: st
                 for r, c, e in zip(records, captions, each)])
     metrics = _finish(out_dir, scores | {"num_images": len(records)})
     if report:
-        page = write_report(out_dir, metrics, records, captions, each, captioner, batch_size)
+        page = write_report(out_dir, metrics, records, captions, each, captioner, batch_size, decode.amp)
         print(f"wrote {page}", file=sys.stderr)
     return metrics
 

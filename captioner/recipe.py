@@ -50,7 +50,7 @@ def train(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decode
     torch.manual_seed(seed)
     train_records, val_records = split_records(records, "train"), split_records(records, "val")
     if trainer.init_from:  # its model, vocabulary and preprocessing: the model settings given here do not apply
-        captioner = Captioner.load(trainer.init_from)
+        captioner = Captioner.load(trainer.init_from, channels_last=trainer.channels_last)
         vocab, model, max_length = captioner.vocab, captioner.model, captioner.max_length
     else:
         vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=vocab_min_count)
@@ -58,7 +58,7 @@ def train(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decode
             decoder = {**decoder, "head": with_word_ids(decoder["head"], vocab)}
         model = CaptionModel(len(vocab), encoder, decoder)
         preprocess = encoder_preprocess(encoder["name"], encoder.get("weights"), image_size)
-        captioner = Captioner(model, vocab, preprocess, max_length=max_length)
+        captioner = Captioner(model, vocab, preprocess, max_length=max_length, channels_last=trainer.channels_last)
     if isinstance(model.decoder.head, WordClasses):
         model.decoder.head.fit_prior(vocab.encode(c, max_length) for r in train_records for c in r.captions)
     if distributed.is_main():

@@ -42,6 +42,7 @@ from captioner.api import Captioner
 from captioner.checkpoint import load_checkpoint
 from captioner.data.dataset import CaptionDataset, EpochSampler, collate_captions
 from captioner.data.formats import ImageRecord
+from captioner.decode_options import DecodeOptions
 from captioner.devices import autocast_dtype, resolve_device
 from captioner.errors import CaptionerError
 from captioner.evaluation import Scorer, caption_records, score_captions
@@ -51,6 +52,7 @@ from captioner.models.model import reverse_captions
 from captioner.pictures.plots import training_curve_png
 from captioner.rewards import CiderD
 from captioner.scst import ScstConfig, SelfCritical, caption_words
+from captioner.tensorboard_log import TENSORBOARD_DIR, TensorBoardLog
 
 LAST, BEST, CURVE, CURVE_PLOT = "last.pt", "model.pt", "training_curve.csv", "training_curve.png"
 
@@ -85,6 +87,7 @@ class TrainerConfig:
     val_meteor: bool = False  # METEOR in validation too (a Java process each epoch)
     feature_cache: bool = False  # a frozen encoder runs once per image; the epochs read its cached features
     feature_cache_dir: str | None = None  # where caches live (None: $XDG_CACHE_HOME/captioner/features)
+    tensorboard: bool = False  # also write the curve, learning rates and images/s as TensorBoard event files
     objective: str = "xe"  # xe: teacher forcing (cross-entropy) | scst: self-critical training on CIDEr-D
     init_from: str | None = None  # a model.pt whose model, vocabulary and preprocessing this run starts from
     scst: ScstConfig = field(default_factory=ScstConfig)
@@ -193,16 +196,19 @@ class Trainer:
                                        use_buffers=True) if config.ema_decay else None)
         # what validation scores and model.pt holds: the averaged weights when there are any
         self.scored = (Captioner(self.averaged.module, captioner.vocab, captioner.preprocess, self.device,
-                                 captioner.max_length) if self.averaged else captioner)
+                                 captioner.max_length, config.channels_last) if self.averaged else captioner)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best_score: float | None = None  # the monitored figure, negated for mode min: higher is better
         self.curve: list[dict] = []
+        self.log: TensorBoardLog | None = None  # trainer.tensorboard, rank 0: set by fit()
 
     # --- the loop --------------------------------------------------------------------------
 
     def fit(self) -> dict:
         if self.config.resume:
             self._resume()
+        if self.config.tensorboard and self.rank == 0:
+            self.log = TensorBoardLog(self.out_dir / TENSORBOARD_DIR, resumed_step=self.step or None)
         if self.config.feature_cache and self.captioner.model.encoder.frozen:
             self.feature_datasets = tuple(self._features_dataset(d) for d in self.image_datasets)
         started = time.perf_counter()
@@ -218,6 +224,9 @@ class Trainer:
             self._save_last()
             raise CaptionerError(
                 f"interrupted; saved {self.out_dir / LAST}; continue with trainer.resume=true") from None
+        finally:
+            if self.log:
+                self.log.close()
         seconds = time.perf_counter() - started
         summary = {k: v for k, v in (self.curve[-1] if self.curve else {}).items() if k not in ("epoch", "lr")}
         return summary | {"train_seconds": round(seconds, 1),
@@ -255,6 +264,9 @@ class Trainer:
                 elapsed = bar.format_dict["elapsed"]
                 bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.1e}",
                                 img_s=f"{images / elapsed:.0f}" if elapsed else "-")
+                if self.log:
+                    rates = dict(zip(("encoder", "decoder"), self.scheduler.get_last_lr()))
+                    self.log.step(self.step, loss, rates, images / elapsed if elapsed else 0.0)
                 if self.step % self.config.checkpoint_every_steps == 0:
                     self._save_last()
                 if self.step >= self.total_steps:
@@ -354,6 +366,8 @@ class Trainer:
             row["train_reward"] = round(sum(self.sample_rewards) / len(self.sample_rewards), 4)
         row |= self.validate()
         self.curve.append(row)
+        if self.log:
+            self.log.epoch(row)
         print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
               file=sys.stderr)
         score = self._monitored(row)
@@ -401,10 +415,12 @@ class Trainer:
         """Greedy captions of the captioned subset: from its cached features when validation reads them."""
         size = self.config.val_batch_size
         if val_dataset.features is None:
-            return caption_records(self.scored, records, batch_size=size, num_workers=self.config.num_workers)
+            return caption_records(self.scored, records, DecodeOptions(amp=self.config.amp), size,
+                                   self.config.num_workers)
         chosen, rows = self.val_captioned, val_dataset.features
         return [caption for start in range(0, len(chosen), size) for caption in
-                self.scored.caption_tensors(torch.stack([rows[i] for i in chosen[start : start + size]]))]
+                self.scored.caption_tensors(torch.stack([rows[i] for i in chosen[start : start + size]]),
+                                            amp=self.config.amp)]
 
     def _save_last(self) -> None:
         if self.rank > 0:

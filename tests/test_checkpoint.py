@@ -8,6 +8,7 @@ import torch
 
 from captioner import Captioner, CaptionerError
 from captioner.checkpoint import CHECKPOINT_VERSION, load_checkpoint
+from captioner.models.model import CaptionModel
 
 
 def test_round_trip_gives_identical_weights_and_captions(tiny_checkpoint, tiny_records, tmp_path):
@@ -29,14 +30,19 @@ def test_round_trip_gives_identical_weights_and_captions(tiny_checkpoint, tiny_r
 
 def test_version_1_checkpoint_with_the_word_head_beside_the_decoder_still_loads(tiny_checkpoint, tiny_records,
                                                                                 tmp_path):
-    payload = torch.load(tiny_checkpoint, weights_only=True)
+    today = Captioner.load(tiny_checkpoint)
+    args = today.model.args
+    grid = CaptionModel(args["vocab_size"], args["encoder"], args["decoder"] | {"summary": "grid"})  # as version 1 read
+    Captioner(grid, today.vocab, today.preprocess, max_length=today.max_length).save(tmp_path / "grid.pt")
+    payload = torch.load(tmp_path / "grid.pt", weights_only=True)
     old_keys = {k: k.removeprefix("decoder.") if k.startswith("decoder.word_head.") else k
                 for k in payload["state_dict"]}
-    torch.save(dict(payload, version=1, state_dict={old_keys[k]: v for k, v in payload["state_dict"].items()}),
-               tmp_path / "v1.pt")
+    old_args = payload["model_args"] | {"decoder": {k: v for k, v in args["decoder"].items() if k != "summary"}}
+    torch.save(dict(payload, version=1, model_args=old_args,
+                    state_dict={old_keys[k]: v for k, v in payload["state_dict"].items()}), tmp_path / "v1.pt")
     assert "word_head.weight" in torch.load(tmp_path / "v1.pt", weights_only=True)["state_dict"]
     images = [r.path for r in tiny_records[:4]]
-    assert Captioner.load(tmp_path / "v1.pt").caption(images) == Captioner.load(tiny_checkpoint).caption(images)
+    assert Captioner.load(tmp_path / "v1.pt").caption(images) == Captioner.load(tmp_path / "grid.pt").caption(images)
 
 
 class _RunsCode:
@@ -107,3 +113,25 @@ def test_the_word_class_settings_of_version_2_become_the_head(tmp_path):
     assert "decoder.head.pointer_scale" in weights and "decoder.pointer_scale" not in weights
     Captioner.load(VERSION_2 / "v2_word_classes.pt").save(tmp_path / "v3.pt")  # saved again: today's version
     assert torch.load(tmp_path / "v3.pt", weights_only=True)["version"] == CHECKPOINT_VERSION
+
+
+VERSION_3 = Path(__file__).parent / "fixtures" / "v3"
+
+
+def test_a_version_3_checkpoint_reads_its_whole_grid_and_captions_as_the_code_that_wrote_it(tmp_path):
+    expected = json.loads((VERSION_3 / "v3_expected.json").read_text())
+    images = [VERSION_3 / "images" / name for name in expected["images"]]
+    path = VERSION_3 / "v3_bidirectional_word_classes.pt"
+    payload = load_checkpoint(path)
+    assert payload["version"] == CHECKPOINT_VERSION and payload["model_args"]["decoder"]["summary"] == "grid"
+    captioner = Captioner.load(path)
+    assert captioner.model.decoder.reverse.summary.kind == "grid"
+    for name, settings in expected["settings"].items():
+        got = captioner.caption_candidates(images, **settings)
+        assert [[c for c, _ in image] for image in got] == [[c for c, _ in image] for image in
+                                                            expected["expected"][name]], name
+        assert torch.allclose(torch.tensor([[lp for _, lp in image] for image in got]),
+                              torch.tensor([[lp for _, lp in image] for image in expected["expected"][name]]),
+                              atol=1e-5), name
+    captioner.save(tmp_path / "today.pt")
+    assert Captioner.load(tmp_path / "today.pt").caption_candidates(images) == captioner.caption_candidates(images)

@@ -76,3 +76,15 @@ def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_records, tmp_pa
     for name, tensor in whole["state_dict"].items():
         # CUDA's embedding backward adds with atomics, in no fixed order: equal up to rounding
         assert torch.allclose(resumed["state_dict"][name], tensor, atol=1e-4), name
+
+
+def test_captioning_on_cuda_autocasts_and_matches_fp32(attention_checkpoint, tiny_records):
+    images = [r.path for r in tiny_records if r.split == "test"]
+    captioner = Captioner.load(attention_checkpoint, device="cuda")
+    seen = []
+    convolution = next(m for m in captioner.model.modules() if isinstance(m, torch.nn.Conv2d))
+    convolution.register_forward_hook(lambda _m, _i, output: seen.append(output.dtype))
+    fast = captioner.caption(images, beam_size=3)
+    exact = captioner.caption(images, beam_size=3, amp=False)
+    assert seen[0] in (torch.bfloat16, torch.float16) and seen[-1] == torch.float32
+    assert sum(a == b for a, b in zip(fast, exact)) >= 0.8 * len(images)

@@ -172,3 +172,32 @@ def test_attention_weights_are_those_each_decoding_step_used():
 def test_attention_needs_features_that_split_into_its_locations():
     with pytest.raises(CaptionerError, match="does not split into 4 locations"):
         Decoder(vocab_size=12, feature_dim=6, attention_dim=5, locations=4)
+
+
+@pytest.mark.parametrize("summary, size", [("mean", 64), ("cells", 49 * 8), ("grid", 64 * 49)])
+def test_the_grid_summary_sets_what_the_state_par_inject_and_word_head_read(summary, size):
+    decoder = Decoder(vocab_size=50, feature_dim=64 * 49, locations=49, hidden_dim=16, image_input_dim=4,
+                      summary=summary, cell_dim=8)
+    assert decoder.init_state.in_features == decoder.image_input.in_features == decoder.word_head.in_features == size
+    features, tokens = torch.randn(3, 64 * 49), torch.randint(0, 50, (3, 5))
+    assert decoder(features, tokens).shape == (3, 5, 50) and decoder.word_logits(features).shape == (3, 50)
+
+
+def test_with_the_mean_summary_the_decoders_size_does_not_grow_with_the_grid():
+    sizes = {sum(p.numel() for p in Decoder(vocab_size=100, feature_dim=64 * cells, locations=cells,
+                                            attention_dim=8, word_prior=True).parameters()) for cells in (1, 4, 49)}
+    assert len(sizes) == 1
+
+
+def test_the_cells_summary_keeps_where_things_are_and_the_mean_does_not():
+    left, right = torch.zeros(1, 16, 4), torch.zeros(1, 16, 4)  # (B, C, L): something in cell 0, or in cell 3
+    left[0, :, 0], right[0, :, 3] = 1.0, 1.0
+    cells = Decoder(vocab_size=20, feature_dim=64, locations=4, summary="cells", cell_dim=2).summary
+    mean = Decoder(vocab_size=20, feature_dim=64, locations=4, summary="mean").summary
+    assert not torch.allclose(cells(left.flatten(1)), cells(right.flatten(1)))
+    assert torch.equal(mean(left.flatten(1)), mean(right.flatten(1)))
+
+
+def test_an_unknown_summary_lists_the_valid_ones():
+    with pytest.raises(CaptionerError, match="unknown image summary 'max'.*mean, cells, grid"):
+        Decoder(vocab_size=20, feature_dim=64, locations=4, summary="max")

@@ -196,3 +196,21 @@ def test_validation_decodes_nothing_with_val_max_images_0_and_then_a_caption_mon
     with pytest.raises(CaptionerError, match="trainer.monitor=val_made_up: validation reports val_loss, val_Bleu_1"):
         train(tiny_records, tmp_path / "y", TINY_ENCODER, TINY_DECODER, tiny_trainer(monitor="val_made_up"),
               image_size=32, test_split=None)
+
+
+def test_tensorboard_event_files_hold_every_figure_of_the_curve(tiny_records, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=2, tensorboard=True),
+          image_size=32, test_split=None, scorers=[AttributeAccuracy()])
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    rows = list(csv.DictReader((tmp_path / "training_curve.csv").open()))
+    curve = {name.replace("_", "/", 1) for name in rows[0] if name != "step"}
+    assert curve | {"lr/encoder", "lr/decoder", "train/images_per_second", "train/step_loss"} <= tags
+    assert "val/attribute_accuracy" in tags and "val/CIDEr" in tags
+    cider = events.Scalars("val/CIDEr")
+    assert [e.step for e in cider] == [int(r["step"]) for r in rows]
+    assert [round(e.value, 4) for e in cider] == [float(r["val_CIDEr"]) for r in rows]
+    assert [e.step for e in events.Scalars("lr/decoder")] == [10]  # every 10 steps: 12 steps in all

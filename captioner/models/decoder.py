@@ -2,8 +2,10 @@
 
 As in Show and Tell (Vinyals et al., 2015) the image conditions the language model once, at
 the start; here it sets the initial hidden state (and cell state for an LSTM) of every layer
-through a linear layer and tanh, a common variant (e.g. Karpathy's NeuralTalk). Options, each
-off by default, add to that core:
+through a linear layer and tanh, a common variant (e.g. Karpathy's NeuralTalk). What it sets them
+from is the grid summarised as one vector (``summary``, :mod:`captioner.models.summary`: by default
+the mean over the grid cells, so the decoder's size follows the encoder's channels, not its grid).
+Options, each off by default, add to that core:
 
 - ``image_input_dim > 0``: a projection of the image is also fed with every word ("par-inject",
   Tanti et al., 2018), so the decoder can look at the image again for the second object.
@@ -34,6 +36,7 @@ from torch import nn
 from captioner.errors import CaptionerError
 from captioner.models.attention import Attention
 from captioner.models.state import DecoderState
+from captioner.models.summary import GridSummary
 from captioner.models.word_classes import WordClasses
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -59,6 +62,8 @@ class Decoder(nn.Module):
         locations: int = 1,
         head: dict | None = None,
         bidirectional: bool = False,
+        summary: str = "mean",
+        cell_dim: int = 32,
     ):
         super().__init__()
         settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "bidirectional")}
@@ -78,8 +83,9 @@ class Decoder(nn.Module):
         part = HEADS[head_name]
         self.head = part(vocab_size, hidden_dim, sees_image=bool(word_prior or attention_dim),
                          attends=bool(attention_dim), **head) if part else None
-        self.init_state = nn.Linear(feature_dim, self.num_states * num_layers * hidden_dim)
-        self.image_input = nn.Linear(feature_dim, image_input_dim) if image_input_dim else None
+        self.summary = GridSummary(feature_dim, locations, summary, cell_dim)
+        self.init_state = nn.Linear(self.summary.dim, self.num_states * num_layers * hidden_dim)
+        self.image_input = nn.Linear(self.summary.dim, image_input_dim) if image_input_dim else None
         location_dim = feature_dim // locations if attention_dim else 0
         self.attention = Attention(location_dim, hidden_dim, attention_dim) if attention_dim else None
         self.embed = nn.Embedding(vocab_size, embed_dim)
@@ -87,7 +93,7 @@ class Decoder(nn.Module):
                                dropout=dropout if num_layers > 1 else 0.0)
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(hidden_dim + location_dim, vocab_size)
-        self.word_head = nn.Linear(feature_dim, vocab_size)
+        self.word_head = nn.Linear(self.summary.dim, vocab_size)
         self.word_prior = word_prior
         self._initialise()
         # last: a forward-only decoder draws the same random numbers, and trains the same, as before
@@ -108,22 +114,24 @@ class Decoder(nn.Module):
     def initial_state(self, features: torch.Tensor) -> DecoderState:
         """features (B, F) -> the state before the first word."""
         batch = features.shape[0]
-        flat = torch.tanh(self.init_state(features))  # (B, S * L * H)
+        image = self.summary(features)  # (B, D)
+        flat = torch.tanh(self.init_state(image))  # (B, S * L * H)
         hidden = flat.view(batch, self.num_states, self.num_layers, self.hidden_dim).permute(1, 2, 0, 3)
         state = DecoderState(tuple(s.contiguous() for s in hidden))  # each (L, B, H)
         if self.image_input is not None:
-            state = replace(state, image=torch.tanh(self.image_input(features)).unsqueeze(0))  # (1, B, P)
+            state = replace(state, image=torch.tanh(self.image_input(image)).unsqueeze(0))  # (1, B, P)
         if self.attention is not None:
             locations = features.view(batch, -1, self.locations).transpose(1, 2)  # (B, L, C): the grid cells
             keys = self.attention.keys(locations)  # (B, L, A)
             state = replace(state, locations=locations.transpose(0, 1), keys=keys.transpose(0, 1))  # (L, B, .)
         if self.word_prior:
-            state = replace(state, prior=nn.functional.logsigmoid(self.word_logits(features).float()).unsqueeze(0))
+            prior = nn.functional.logsigmoid(self.word_head(image).float())  # (B, V)
+            state = replace(state, prior=prior.unsqueeze(0))
         return state
 
     def word_logits(self, features: torch.Tensor) -> torch.Tensor:
         """features (B, F) -> logits (B, V) of each word appearing in the image's captions."""
-        return self.word_head(features)
+        return self.word_head(self.summary(features))
 
     def forward(self, features: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None,
                 as_trained: bool = True) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 A global average pool throws away where things are, and relations such as "left of" then
 cannot be learned. So the feature map is average-pooled to a small ``grid_size x grid_size`` grid and
-flattened: the feature vector keeps coarse position (grid 2 keeps each quadrant).
+flattened: the features keep coarse position (grid 2 keeps each quadrant), for attention to look over
+and for the decoder's summary of the grid to keep or average away (:mod:`captioner.models.summary`).
 """
 
 from __future__ import annotations

@@ -84,9 +84,10 @@ render();
 
 
 def write_report(out_dir: str | Path, metrics: dict, records: Sequence[ImageRecord], captions: Sequence[str],
-                 scores: Sequence[dict], captioner: Captioner | None = None, batch_size: int = 64) -> Path:
+                 scores: Sequence[dict], captioner: Captioner | None = None, batch_size: int = 64,
+                 amp: bool = True) -> Path:
     """Write ``out_dir/report.html`` and its thumbnails (and attention strips when ``captioner``
-    attends) under ``out_dir/report_files/``; -> the page's path."""
+    attends, in the precision ``amp`` says) under ``out_dir/report_files/``; -> the page's path."""
     out_dir = Path(out_dir)
     files = out_dir / FILES
     attends = captioner is not None and captioner.model.decoder.attention is not None
@@ -99,7 +100,8 @@ def write_report(out_dir: str | Path, metrics: dict, records: Sequence[ImageReco
         thumbnails += [_write_thumbnail(files / "images" / name, image) for name, image in zip(names, images)]
         if attends:
             chosen = captions[start : start + len(images)]
-            maps = captioner.attention_maps(torch.stack([captioner.transform(image) for image in images]), chosen)
+            pixels = torch.stack([captioner.transform(image) for image in images])
+            maps = captioner.attention_maps(pixels, chosen, amp)
             strips += [write_attention_strip(files / "attention" / name, image, caption, weights, STRIP_PANEL_HEIGHT)
                        for name, image, caption, weights in zip(names, images, chosen, maps)]
     rows = [_row(n, out_dir, record, caption, score, thumbnails[n], strips[n] if strips else None)
