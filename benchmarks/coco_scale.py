@@ -51,9 +51,10 @@ def compose_recipe(recipe: str, work: Path, device: str, overrides: tuple[str, .
     from captioner.training import TrainerConfig
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
+        start = [f"trainer.init_from={work / 'coco_show_tell.pt'}"] if recipe.endswith("scst") else []
         cfg = compose("train", overrides=[f"experiment={recipe}", "model.encoder.weights=null",
-                                          f"trainer.device={device}",
-                                          f"trainer.feature_cache_dir={work / 'features'}", *overrides])
+                                          f"trainer.device={device}", f"trainer.feature_cache_dir={work / 'features'}",
+                                          *start, *overrides])
     trainer = typed(TrainerConfig, cfg.trainer, "trainer")
     trainer = dataclasses.replace(trainer, num_workers=min(trainer.num_workers, os.cpu_count() or 1))
     return {"encoder": OmegaConf.to_container(cfg.model.encoder), "decoder": OmegaConf.to_container(cfg.model.decoder),
@@ -90,7 +91,7 @@ def new_captioner(settings: dict, work: Path):
 
 
 def part_data(work: Path, **_) -> dict:
-    from captioner.data.datasets import karpathy
+    from captioner.data.datasets import karpathy, preresize_images
     from captioner.data.formats import split_records
     from captioner.rewards import CiderD
     from captioner.scst import caption_words
@@ -107,10 +108,10 @@ def part_data(work: Path, **_) -> dict:
     started = time.perf_counter()
     CiderD([[caption_words(vocab.encode(c, 16), vocab) for c in r.captions] for r in train])
     cider = time.perf_counter() - started
-    sample = records(work, "train", 200)
+    sample = train[:200]
     started = time.perf_counter()
-    records(work, "train", 200, preresize=256)
-    preresize = 200 / (time.perf_counter() - started)
+    preresize_images(sample, work / "resized_256", 256)
+    preresize = len(sample) / (time.perf_counter() - started)
     return {"images": len(everything), "train_images": len(train), "captions": sum(len(r.captions) for r in train),
             "words": len(vocab), "read_split_s": read, "vocab_s": build, "cider_df_s": cider,
             "preresize_images_per_s": preresize, "sample_kb": sum(r.path.stat().st_size for r in sample) / 200 / 1e3}
@@ -170,11 +171,11 @@ def timed_trainer(*args, **kwargs):
     return trainer
 
 
-def train_part(work: Path, recipe: str, device: str, steps: int, phase: str, overrides: tuple[str, ...] = ()) -> dict:
+def train_part(work: Path, recipe: str, device: str, steps: int, phase: str) -> dict:
     """``steps`` optimizer steps of one phase through the real Trainer, on the first images of the train split."""
     from captioner.api import Captioner
 
-    settings = compose_recipe(recipe, work, device, overrides)
+    settings = compose_recipe(recipe, work, device)
     config = settings["trainer"]
     batch = config.batch_size
     config = dataclasses.replace(config, max_steps=steps, val_max_images=0, monitor="val_loss", monitor_mode="min",
@@ -192,9 +193,10 @@ def train_part(work: Path, recipe: str, device: str, steps: int, phase: str, ove
         torch.cuda.reset_peak_memory_stats()
     trainer = timed_trainer(captioner, train, val, config, work / "runs" / f"{recipe}_{phase}")
     figures = trainer.fit()
-    seconds = trainer.step_seconds[1:] or trainer.step_seconds
-    return {"step_s": statistics.median(seconds), "first_step_s": trainer.step_seconds[0],
-            "loop_images_per_s": figures["train_images_per_second"], "batch": batch, "steps": len(trainer.step_seconds),
+    timed = trainer.step_seconds
+    loop_seconds = len(timed) * batch / figures["train_images_per_second"]  # the loop: data loading included
+    return {"step_s": statistics.median(timed[1:] or timed), "first_step_s": timed[0], "batch": batch,
+            "loop_step_s": (loop_seconds - timed[0]) / max(1, len(timed) - 1), "steps": len(timed),
             "gpu_peak_gb": torch.cuda.max_memory_allocated() / 2 ** 30 if torch.cuda.is_available() else None}
 
 
@@ -230,12 +232,25 @@ def part_validate(work: Path, recipe: str, device: str, steps: int, **_) -> dict
                            config.feature_cache_dir, feature_extraction(config, captioner.device))
     val = records(work, "val", VAL_IMAGES)
     trainer = Trainer(captioner, extracted, val, config, work / "runs" / f"{recipe}_validate")
-    reused = [rows[i % len(rows)] for i in range(len(val))]
-    val_features = CaptionDataset(val, captioner.vocab, captioner.transform, captioner.max_length).with_features(reused)
+    val_features = CaptionDataset(val, captioner.vocab, captioner.transform, captioner.max_length).with_features(
+        CycledRows(rows, len(val)))
     trainer.feature_datasets = (val_features, val_features)
     started = time.perf_counter()
     figures = trainer.validate()
     return {"seconds": time.perf_counter() - started, "images": len(val), "val_CIDEr": figures.get("val_CIDEr")}
+
+
+class CycledRows:
+    """``count`` feature rows read from the memory-mapped cache of fewer images, each in turn."""
+
+    def __init__(self, rows, count: int):
+        self.rows, self.count = rows, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.rows[index % len(self.rows)]
 
 
 def part_caption(work: Path, recipe: str, device: str, **_) -> dict:
@@ -264,8 +279,7 @@ PARTS = {"data": part_data, "build": part_build, "extract": part_extract, "valid
          "caption": part_caption,
          "frozen": lambda **kw: train_part(**kw, phase="frozen"),
          "finetune": lambda **kw: train_part(**kw, phase="finetune"),
-         "scst": lambda **kw: train_part(**kw, phase="scst",
-                                         overrides=(f"trainer.init_from={kw['work'] / 'coco_show_tell.pt'}",))}
+         "scst": lambda **kw: train_part(**kw, phase="scst")}
 
 
 def run_child(part: str, work: Path, recipe: str, device: str, steps: int) -> dict:
@@ -281,7 +295,7 @@ def run_child(part: str, work: Path, recipe: str, device: str, steps: int) -> di
 
 # --- the report ----------------------------------------------------------------------------------------------
 
-def report(recipe: str, figures: dict, data: dict) -> None:
+def report(recipe: str, figures: dict) -> None:
     build, extract, validate, caption = (figures[k] for k in ("build", "extract", "validate", "caption"))
     steps_per_epoch = math.ceil(TRAIN_IMAGES / build_batch(figures))
     extraction_s = (TRAIN_IMAGES + VAL_IMAGES) / extract["images_per_s"]
@@ -291,15 +305,15 @@ def report(recipe: str, figures: dict, data: dict) -> None:
              f"{build['params_total'] / 1e6:.1f}M ({PAPERS[recipe] / 1e6:.0f}M)"),
             ("parameters captioning needs", f"{build['params_captioning'] / 1e6:.1f}M"),
             ("checkpoint", f"{build['checkpoint_mb']:.0f} MB"),
-            ("forward GFLOPs per image: encoder / + teacher forcing of 5 captions / beam "
-             f"{build['beam']} decoding", "{:.2f} / {:.2f} / {:.2f}".format(
+            ("forward GFLOPs per image: encoder / encoder + teacher forcing of 5 captions / beam "
+             f"{build['beam']} decoding alone", "{:.2f} / {:.2f} / {:.2f}".format(
                  build["flops"]["encoder"] / 1e9, build["flops"]["teacher_forcing_5"] / 1e9,
                  (build["flops"]["beam"] - build["flops"]["encoder"]) / 1e9)),
             ("feature cache: extraction / size for train + val",
              f"{extract['images_per_s']:.1f} images/s, {extraction_s / 3600:.1f} h / "
              f"{extract['bytes_per_image'] * (TRAIN_IMAGES + VAL_IMAGES) / 1e9:.1f} GB"),
-            ("validation of 5,000 images from the cache (loss + greedy + metrics) / from images",
-             f"{validate['seconds']:.0f} s / {val_from_images / 60:.1f} min"),
+            ("validation of 5,000 images from the cache (loss + greedy + metrics) / from images; its peak RSS",
+             f"{validate['seconds']:.0f} s / {val_from_images / 60:.1f} min; {validate['peak_rss_gb']:.1f} GB"),
             (f"captioning JPEG files, beam {build['beam']}: fp32 / decode.amp",
              f"{caption['amp=False']:.1f} / {caption['amp=True']:.1f} images/s")]
     total = 0.0
@@ -307,12 +321,13 @@ def report(recipe: str, figures: dict, data: dict) -> None:
         if phase not in figures:
             continue
         part = figures[phase]
-        epoch = steps_per_epoch * part["batch"] / part["loop_images_per_s"] + (
-            val_from_images if phase == "finetune" else validate["seconds"])
+        validation = val_from_images if phase == "finetune" else validate["seconds"]
+        epoch = steps_per_epoch * part["loop_step_s"] + validation
         epochs = figures["epochs"][phase]
         total += epoch * epochs
-        rows.append((f"{phase}: s/step (compute) / images/s (loop) / peak RSS",
-                     f"{part['step_s']:.2f} / {part['loop_images_per_s']:.1f} / {part['peak_rss_gb']:.1f} GB"
+        rows.append((f"{phase}: s/step, compute / with data loading; images/s; peak RSS",
+                     f"{part['step_s']:.2f} / {part['loop_step_s']:.2f}; {part['batch'] / part['loop_step_s']:.1f}; "
+                     f"{part['peak_rss_gb']:.1f} GB"
                      + (f" / GPU {part['gpu_peak_gb']:.1f} GB" if part.get("gpu_peak_gb") else "")))
         rows.append((f"{phase}: one epoch ({steps_per_epoch} steps + validation), x {epochs} epochs",
                      f"{epoch / 3600:.1f} h, {epoch * epochs / 3600:.0f} h"))
@@ -331,9 +346,7 @@ def build_batch(figures: dict) -> int:
 
 
 def recipe_epochs(recipe: str, work: Path, device: str) -> dict:
-    settings = compose_recipe(recipe, work, device, (f"trainer.init_from={work / 'coco_show_tell.pt'}",)
-                              if recipe.endswith("scst") else ())
-    trainer = settings["trainer"]
+    trainer = compose_recipe(recipe, work, device)["trainer"]
     if trainer.objective == "scst":
         return {"scst": trainer.max_epochs}
     frozen = trainer.finetune_after_epochs if trainer.finetune_after_epochs is not None else trainer.max_epochs
@@ -370,17 +383,18 @@ def main() -> None:
           f"CIDEr-D document frequencies (SCST) {data['cider_df_s']:.1f} s; pre-resizing to 256 px "
           f"{data['preresize_images_per_s']:.0f} images/s ({(data['images'] / data['preresize_images_per_s']) / 60:.0f}"
           f" min for all); peak RSS {data['peak_rss_gb']:.1f} GB", flush=True)
-    for recipe in args.recipes:
+    measured: dict[str, dict] = {}
+    for recipe in sorted(args.recipes, key=lambda name: name.endswith("scst")):  # scst starts from coco_show_tell
+        base = "coco_show_tell" if recipe.endswith("scst") else recipe  # the same model, cache and validation
         figures = {"epochs": recipe_epochs(recipe, args.work, args.device)}
-        base = "coco_show_tell" if recipe.endswith("scst") else recipe
-        parts = ["build", "extract", "validate", "caption"] + list(figures["epochs"])
-        if recipe.endswith("scst") and not (args.work / "coco_show_tell.pt").is_file():
-            run_child("build", args.work, "coco_show_tell", args.device, args.steps)
-        for part in parts:
-            figures[part] = run_child(part, args.work, base if part in ("build", "caption") else recipe,
-                                      args.device, args.steps)
+        for part in ["build", "extract", "validate", "caption"] + list(figures["epochs"]):
+            if part in measured.get(base, {}):
+                figures[part] = measured[base][part]
+                continue
+            figures[part] = run_child(part, args.work, base if part != "scst" else recipe, args.device, args.steps)
             print(f"  {recipe} {part}: {json.dumps(figures[part])}", flush=True)
-        report(recipe, figures, data)
+        measured[recipe] = figures
+        report(recipe, figures)
 
 
 def cpu_model() -> str:

@@ -6,8 +6,8 @@
 are 6 + Poisson(4.5) words (COCO's mean of ~10.5, its shortest ~6, a tail past 16); the words are
 drawn from a Zipf distribution over 40,000 made-up words whose exponent is chosen so that ``min_count``
 5 keeps ~9,500 of them, as it keeps 9,487 of COCO's. The images are photo-sized JPEGs (640x480,
-quality 90: smooth shapes, gradients and grain, 60-110 kB each, COCO's average is ~160 kB): ``--distinct``
-files, each hard-linked under many of the 123,287 names, so the folder takes ~150 MB instead of ~19 GB.
+quality 90: smooth shapes, gradients and grain, ~74 kB each where COCO's average ~160 kB): ``--distinct``
+files, each hard-linked under many of the 123,287 names, so the folder takes ~150 MB instead of ~9 GB.
 Written once; a second call with the same settings reuses it.
 """
 

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from captioner import api
 from captioner.api import Captioner
 from captioner.data.formats import split_records
 from captioner.data.images import load_image
-from captioner.devices import native_cpu_bf16
+from captioner.devices import autocast_dtype, native_cpu_bf16
 from captioner.evaluation import score_captions
 from captioner.models.encoder import Encoder
 from captioner.synthetic.dataset import synthetic_dataset
@@ -61,11 +61,10 @@ def demo_captions(checkpoint: Path, rounds: int) -> None:
             layout = torch.channels_last if channels_last else torch.contiguous_format
             captioner.model.to(memory_format=layout)
             captioner.channels_last = channels_last
-            context = torch.autocast("cpu", dtype=torch.bfloat16) if amp else nullcontext()
+            api.autocast_dtype = (lambda device: torch.bfloat16) if amp else autocast_dtype  # forced, or the device's
             started = time.perf_counter()
-            with context:
-                captions = [c for start in range(0, len(pixels), 64)
-                            for c in captioner.caption_tensors(pixels[start : start + 64], beam_size=3, amp=False)]
+            captions = [c for start in range(0, len(pixels), 64)
+                        for c in captioner.caption_tensors(pixels[start : start + 64], beam_size=3, amp=True)]
             rates[setting] = max(rates.get(setting, 0.0), len(pixels) / (time.perf_counter() - started))
             results[setting] = captions
     print(f"\ndemo model {checkpoint}, {len(records)} test images, beam 3 (images already decoded):")

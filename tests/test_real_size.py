@@ -96,3 +96,11 @@ def test_a_real_size_step_of_each_coco_recipe_runs_and_its_model_captions(tmp_pa
         assert parameters <= 2 * PAPER_PARAMETERS[recipe]
         captioner = Captioner.load(model)
         assert len(captioner.caption(data / "images" / "val2014" / "img_8.jpg", beam_size=3)) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command, recipe", [("train", "coco_attention"), ("extract", "coco_show_tell")])
+def test_a_recipe_whose_data_is_missing_fails_in_one_line_naming_the_file(tmp_path, command, recipe):
+    result = cli(command, f"experiment={recipe}", "model.encoder.weights=null", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["error: data/coco/dataset_coco.json: split file not found"]

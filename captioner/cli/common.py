@@ -6,12 +6,14 @@ import os
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from captioner import distributed
 from captioner.data.formats import ImageRecord
+from captioner.errors import CaptionerError
 from captioner.evaluation import Scorer
 
 
@@ -32,12 +34,23 @@ def instantiate_records(data: DictConfig, once: bool = False) -> list[ImageRecor
     DDP rank 0 builds them first (a generated dataset is made on first use), then the others read them."""
     node = {k: v for k, v in OmegaConf.to_container(data, resolve=True).items() if k != "scorers"}
     if not once:
-        return instantiate(node)
-    records = instantiate(node) if distributed.is_main() else None
+        return _built(node)
+    records = _built(node) if distributed.is_main() else None
     distributed.barrier()
-    return records if records is not None else instantiate(node)
+    return records if records is not None else _built(node)
+
+
+def _built(node: dict):
+    """``instantiate(node)``, a user error (a missing file, a bad row) raised as itself: one line, not Hydra's
+    four ("Error executing job ... Error in call to target ...")."""
+    try:
+        return instantiate(node)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, CaptionerError):
+            raise error.__cause__ from None
+        raise
 
 
 def data_scorers(data: DictConfig) -> list[Scorer]:
     """The dataset's own scorers: ``data.scorers``, a list of ``_target_`` nodes (none when absent)."""
-    return [instantiate(node) for node in data.get("scorers") or ()]
+    return [_built(node) for node in data.get("scorers") or ()]
