@@ -25,7 +25,7 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """The mixed-precision type for this device, or None where it would not pay.
 
     On a CPU bf16 pays only where the CPU computes it natively (AVX-512 BF16 or AMX). oneDNN also
-    reports bf16 as supported on AVX-512 CPUs without them, where it emulates it, 2-3x slower than fp32
+    reports bf16 as supported on AVX-512 CPUs without them, where it emulates it, slower than fp32
     (benchmarks/README.md, "inference_precision.py"), so the instructions themselves are asked for.
     """
     if device.type == "cuda":

@@ -1,8 +1,11 @@
-"""Expanding a user's input (a file, a folder or a glob) into the files to process."""
+"""Expanding a user's input (a file, a folder or a glob) into the files to process, and naming their outputs."""
 
 from __future__ import annotations
 
 import glob
+import os
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from captioner.errors import CaptionerError
@@ -29,3 +32,14 @@ def expand_inputs(spec: str | Path, extensions: frozenset[str]) -> list[Path]:
             raise CaptionerError(f"{spec}: no files match this pattern")
         return found
     raise CaptionerError(f"{spec}: no such file or folder")
+
+
+def output_names(paths: Sequence[Path]) -> list[Path]:
+    """A unique, stable name (without extension) for each input's outputs: its path relative to the
+    folder all the inputs are in, so ``a/same.mp4`` and ``b/same.mp4`` become ``a/same`` and ``b/same``;
+    where two inputs of one folder share a stem (``clip.mp4``, ``clip.mkv``) their names keep the extension."""
+    absolute = [Path(os.path.abspath(p)) for p in paths]
+    root = Path(os.path.commonpath([p.parent for p in absolute])) if absolute else Path()
+    relative = [p.relative_to(root) for p in absolute]
+    stems = Counter(r.with_suffix("") for r in relative)
+    return [r if stems[r.with_suffix("")] > 1 else r.with_suffix("") for r in relative]

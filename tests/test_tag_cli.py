@@ -63,3 +63,19 @@ def test_tag_with_a_bad_checkpoint_is_one_line_and_writes_nothing(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(video.name)]
     assert result.returncode == 1 and len(errors) == 1 and errors[0].startswith(f"error: {bad}: "), result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_videos_of_the_same_name_get_outputs_of_their_own(trained, tmp_path):
+    (video,) = synthetic_videos(tmp_path / "made", count=1, num_shots=2, shot_seconds=(1.0, 1.5))
+    folder = tmp_path / "videos"
+    for name in ("a/same.webm", "b/same.webm", "clip.webm", "clip.mkv"):  # a WebM is Matroska: FFmpeg reads both
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(video.read_bytes())
+    out = tmp_path / "out"
+    result = cli("tag", f"checkpoint={trained / 'run' / 'model.pt'}", f"video={folder}", f"out_dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for name in ("a/same", "b/same", "clip.webm", "clip.mkv"):
+        tagged = json.loads((out / f"{name}.json").read_text())
+        assert tagged["video"].endswith(name if "." in name else f"{name}.webm")
+        assert (out / f"{name}.html").is_file() and any((out / f"{name}_files").iterdir())
+    assert result.stdout.count("  wrote ") == 4

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from captioner.cli.config import CONFIG_PATH, typed, user_errors
 from captioner.decode_options import DecodeOptions
-from captioner.paths import expand_inputs
+from captioner.paths import expand_inputs, output_names
 from captioner.video.export import export_all
 from captioner.video.frames import VIDEO_EXTENSIONS, VideoError
 from captioner.video.tagger import TagOptions, VideoTagger
@@ -41,6 +41,7 @@ def _load(checkpoint: str, device: str):
 
 def _tag_all(paths: list[Path], tagger: VideoTagger, out_dir: str, progress: bool) -> dict:
     failed: list[tuple[Path, str]] = []
+    names = output_names(paths)
     for number, path in enumerate(paths):
         try:
             tagged = tagger.tag(path, progress=progress, then=paths[number + 1] if number + 1 < len(paths) else None)
@@ -48,7 +49,7 @@ def _tag_all(paths: list[Path], tagger: VideoTagger, out_dir: str, progress: boo
             print(f"error: {error}", file=sys.stderr)
             failed.append((path, error.reason))
             continue
-        written = export_all(tagged, out_dir, path.stem)
+        written = export_all(tagged, out_dir, str(names[number]))
         result = tagged.result
         print(f"{path}: {result['duration']:.1f} s, {len(result['shots'])} shots, {len(result['segments'])} segments, "
               f"tags: {', '.join(t['tag'] for t in result['tags'][:8])}")

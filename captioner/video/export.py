@@ -24,7 +24,8 @@ KEYFRAME_WIDTH = 320  # the page's keyframe images (shown at half: sharp on high
 
 
 def export_all(tagged: TaggedVideo, out_dir: str | Path, stem: str) -> list[Path]:
-    """Write the files of one video; returns their paths (the page last)."""
+    """Write the files of one video, named ``stem`` + their suffix under ``out_dir`` (``stem`` may hold
+    folders: :func:`captioner.paths.output_names`); returns their paths (the page last)."""
     out_dir = Path(out_dir)
     paths = [out_dir / f"{stem}.json", out_dir / f"{stem}.vtt", out_dir / f"{stem}.srt", out_dir / f"{stem}_sheet.jpg",
              out_dir / f"{stem}.chapters.vtt", out_dir / f"{stem}.html"]
