@@ -13,13 +13,15 @@ from typing import IO
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Write to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+def atomic_open(path: str | Path, mode: str = "w", errors: str = "strict") -> Iterator[IO]:
+    """Write to a temporary file beside ``path``, fsync it, then rename it over ``path`` (text: UTF-8,
+    ``errors`` as :func:`open` takes them)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as handle:
+        text = {"encoding": "utf-8", "newline": "", "errors": errors}
+        with os.fdopen(fd, mode, **({} if "b" in mode else text)) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

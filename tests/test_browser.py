@@ -116,3 +116,26 @@ def test_the_report_shows_hostile_captions_and_file_names_as_text(browser, tiny_
     row = browser.find_element("css selector", "table.images tbody tr").text
     assert row.count(HOSTILE) == 2 and hostile_file.name in row  # caption and reference, as written
     assert browser.execute_script("return window.pwned") is None
+
+
+def test_a_video_whose_name_is_not_utf8_is_tagged_and_its_page_plays(browser, trained, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (made,) = synthetic_videos(tmp_path / "made", count=1, num_shots=2, shot_seconds=(1.0, 1.5))
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    name = os.fsdecode(b'cl\xe9 "q" <b>.webm')  # a Latin-1 byte, quotes and markup in one file name
+    (folder / name).write_bytes(made.read_bytes())
+    result = subprocess.run([sys.executable, "-m", "captioner.cli.tag", f"checkpoint={trained / 'run' / 'model.pt'}",
+                             f"video={folder}", f"out_dir={tmp_path / 'out'}"], capture_output=True, cwd=tmp_path,
+                            env=os.environ | {"PYTHONIOENCODING": "utf-8:strict"})  # a terminal that is strict
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b'cl\\udce9 "q" <b>.webm: ' in result.stdout  # printed as the JSON outputs write it
+    stem = os.fsdecode(b'cl\xe9 "q" <b>')
+    assert json.loads((tmp_path / "out" / f"{stem}.json").read_text())["video"].endswith(name)
+    browser.get((tmp_path / "out" / f"{stem}.html").as_uri())
+    wait_for(browser, "return document.getElementById('video').readyState >= 1")  # the link reaches the file
+    assert images_loaded(browser)
+    assert browser.find_element("css selector", "h1").text == 'cl\ufffd "q" <b>.webm'  # shown as text

@@ -125,3 +125,31 @@ def test_resume_needs_a_jsonl_output(trained, tmp_path):
     result = cli("caption", f"checkpoint={trained / 'run' / 'model.pt'}", f"input={tmp_path}", "output=c.json",
                  "resume=true", cwd=tmp_path)
     assert result.returncode == 1 and "error: resume=true needs output=FILE.jsonl" in result.stderr
+
+
+def test_file_names_that_are_not_utf8_are_captioned_into_every_output_and_resumed(attention_checkpoint, tiny_records,
+                                                                                 tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = [os.fsdecode(b"caf\xe9.png"), "plain.png", os.fsdecode(b"z\xff\xfe.png")]  # bytes a Linux disk holds
+    for name, record in zip(names, tiny_records):
+        shutil.copy(record.path, folder / name)
+    written = [os.fsdecode(b"caf\\udce9.png"), "plain.png", os.fsdecode(b"z\\udcff\\udcfe.png")]
+
+    def caption(*overrides):
+        return subprocess.run([sys.executable, "-m", "captioner.cli.caption", f"checkpoint={attention_checkpoint}",
+                               f"input={folder}", *overrides], capture_output=True, cwd=tmp_path,
+                              env=os.environ | {"PYTHONIOENCODING": "utf-8:strict"})  # a strict terminal
+
+    for output in ("out.json", "out.csv", "out.jsonl"):
+        result = caption(f"output={output}", "attention_dir=strips")
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        printed = [Path(line.split(b"\t")[0].decode()).name for line in result.stdout.splitlines()]
+        assert sorted(printed) == sorted(written)  # as the JSON outputs write the names
+    rows = json.loads((tmp_path / "out.json").read_text())
+    assert sorted(Path(row["path"]).name for row in rows) == sorted(names)  # JSON's \udcXX escapes read back
+    assert sorted(Path(row["path"]).name for row in csv.DictReader((tmp_path / "out.csv").open())) == sorted(written)
+    assert len(list((tmp_path / "strips").iterdir())) == 3
+    resumed = caption("output=out.jsonl", "resume=true")
+    assert resumed.returncode == 0 and b"3 of 3 files already in out.jsonl" in resumed.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -112,13 +113,14 @@ def result_row(result: CaptionResult) -> dict:
 
 def strip_path(folder: str, image: str) -> Path:
     """``folder/STEM-HASH.png``: the image's name, made unique by its full path (the same on resume)."""
-    digest = hashlib.sha1(str(Path(image).resolve()).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(os.fsencode(Path(image).resolve())).hexdigest()[:8]  # any name the disk holds
     return Path(folder) / f"{Path(image).stem}-{digest}.png"
 
 
 def write_results(path: Path, results: list[CaptionResult]) -> None:
-    """JSON: every field (``result_row``); CSV: the best caption."""
-    with atomic_open(path) as handle:
+    """JSON: every field (``result_row``); CSV: the best caption. A file name that is not UTF-8 is written
+    with each undecodable byte as ``\\udcXX`` (Python's surrogateescape), in JSON by its escapes, in CSV as text."""
+    with atomic_open(path, errors="backslashreplace") as handle:
         if path.suffix.lower() == ".json":
             json.dump([result_row(r) for r in results], handle, indent=2)
             handle.write("\n")

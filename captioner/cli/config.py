@@ -31,7 +31,12 @@ CONFIG_PATH = str(_config_dir())
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """User errors become one line on stderr and exit status 1 (HYDRA_FULL_ERROR=1: traceback)."""
+    """User errors become one line on stderr and exit status 1 (HYDRA_FULL_ERROR=1: traceback). Printing
+    never fails on a file name: where the streams' encoding is strict, what it cannot encode is written
+    as a backslash escape (a name that is not UTF-8 as ``\\udcXX``, as in the JSON outputs)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         yield
     except (CaptionerError, OmegaConfBaseException) as error:

@@ -21,7 +21,7 @@ from captioner.data.formats import ImageRecord
 from captioner.data.images import load_image
 from captioner.io import atomic_open
 from captioner.pictures.attention import write_attention_strip
-from captioner.pictures.links import relative_href
+from captioner.pictures.links import display_name, relative_href
 
 if TYPE_CHECKING:
     from captioner.api import Captioner
@@ -132,9 +132,9 @@ def _row(n: int, out_dir: Path, record: ImageRecord, caption: str, score: dict, 
             f'data-text="{html.escape(searchable)}">'
             f'<td class="score">{n + 1}</td>'
             f'<td><a href="{relative_href(out_dir, Path(record.path))}"><img src="{relative_href(out_dir, thumbnail)}" '
-            f'alt="{html.escape(Path(record.path).name)}" loading="lazy"></a></td>'
+            f'alt="{display_name(record.path)}" loading="lazy"></a></td>'
             f'<td class="caption">{html.escape(caption)}{looked}'
-            f'<div class="file">{html.escape(Path(record.path).name)}</div></td>'
+            f'<div class="file">{display_name(record.path)}</div></td>'
             f'<td><ul class="references">{references}</ul></td>'
             f'<td class="score">{_figure(cider)}</td><td class="score">{_figure(bleu)}</td></tr>')
 

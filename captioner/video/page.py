@@ -15,7 +15,7 @@ import html
 import json
 from pathlib import Path
 
-from captioner.pictures.links import relative_href
+from captioner.pictures.links import display_name, relative_href
 from captioner.video.tagger import TaggedVideo, timecode
 
 _STYLE = """
@@ -63,7 +63,7 @@ def video_page(tagged: TaggedVideo, page: Path, captions_vtt: Path, chapters_vtt
     """The page's HTML, linking (relatively to ``page``) the video, both tracks and the keyframes'
     images (one per keyframe of ``tagged.keyframes``, in order)."""
     result, folder = tagged.result, page.parent
-    name = Path(result["video"]).name
+    name = display_name(result["video"])
     strip = "".join(
         f'<button type="button" class="shot" data-time="{shot_start(tagged, k["shot"])}">'
         f'<img src="{relative_href(folder, image)}" alt="shot {k["shot"] + 1}">'
@@ -79,11 +79,11 @@ def video_page(tagged: TaggedVideo, page: Path, captions_vtt: Path, chapters_vtt
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(name)}: captions and shots</title>
+<title>{name}: captions and shots</title>
 <style>{_STYLE}</style>
 </head>
 <body>
-<h1>{html.escape(name)}</h1>
+<h1>{name}</h1>
 <div class="meta">{timecode(result["duration"])}, {len(result["shots"])} shots, {len(result["segments"])} captioned
 segments</div>
 <video id="video" controls preload="metadata" src="{relative_href(folder, Path(result["video"]))}">
