@@ -4,6 +4,7 @@ Apart from :mod:`captioner.decoding` so that the commands can check it before ``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from captioner.errors import CaptionerError
@@ -37,7 +38,10 @@ class DecodeOptions:
             (self.num_captions >= 1, f"decode.num_captions must be >= 1, got {self.num_captions}"),
             (self.strategy == "sample" or self.num_captions <= self.beam_size,
              f"decode.num_captions ({self.num_captions}) cannot exceed decode.beam_size ({self.beam_size})"),
-            (self.temperature > 0, f"decode.temperature must be > 0, got {self.temperature}"),
+            (math.isfinite(self.temperature) and self.temperature > 0,
+             f"decode.temperature must be a number > 0, got {self.temperature}"),
+            (math.isfinite(self.length_penalty), f"decode.length_penalty must be a number, got {self.length_penalty}"),
+            (math.isfinite(self.rerank_weight), f"decode.rerank_weight must be a number, got {self.rerank_weight}"),
             (0 < self.top_p <= 1, f"decode.top_p must be in (0, 1], got {self.top_p}"),
             (self.class_lm_weight is None or self.class_lm_weight >= 0,
              f"decode.class_lm_weight must be >= 0, got {self.class_lm_weight}"),

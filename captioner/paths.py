@@ -18,6 +18,8 @@ def expand_inputs(spec: str | Path, extensions: frozenset[str]) -> list[Path]:
     it fails. Raises CaptionerError when nothing is found.
     """
     spec = str(spec)
+    if not spec.strip():  # Path("") is the current folder: everything under it would be read
+        raise CaptionerError("the input is empty: give a file, a folder or a quoted glob")
     path = Path(spec).expanduser()
     if path.is_file():
         return [path]

@@ -153,3 +153,44 @@ def test_file_names_that_are_not_utf8_are_captioned_into_every_output_and_resume
     resumed = caption("output=out.jsonl", "resume=true")
     assert resumed.returncode == 0 and b"3 of 3 files already in out.jsonl" in resumed.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
+
+
+def many_images(trained, folder: Path, count: int = 300) -> Path:
+    folder.mkdir()
+    images = sorted((trained / "data" / "images").rglob("*.png"))
+    for i in range(count):
+        shutil.copy(images[i % len(images)], folder / f"{i:04d}.png")
+    return folder
+
+
+def test_ctrl_c_is_one_line_and_status_130_and_the_rows_written_stay_whole(trained, tmp_path):
+    folder = many_images(trained, tmp_path / "many")
+    output = tmp_path / "out.jsonl"
+    model = trained / "run" / "model.pt"
+    process = subprocess.Popen([sys.executable, "-m", "captioner.cli.caption", f"checkpoint={model}",
+                                f"input={folder}", "batch_size=1", "decode.beam_size=6", f"output={output}"],
+                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and (
+            not output.is_file() or output.read_bytes().count(b"\n") < 10):
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in stderr
+    rows = output.read_text().splitlines()
+    assert 10 <= len(rows) < 300 and all(json.loads(row)["error"] is None for row in rows)  # whole rows
+
+
+def test_a_reader_that_leaves_early_costs_no_traceback(trained, tmp_path):
+    folder = many_images(trained, tmp_path / "many", 100)
+    model = trained / "run" / "model.pt"
+    process = subprocess.Popen([sys.executable, "-m", "captioner.cli.caption", f"checkpoint={model}",
+                                f"input={folder}", "batch_size=1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    first = process.stdout.readline()  # as `| head -1` reads a line, then closes the pipe
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert first.endswith(b"\n") and process.returncode == 1
+    assert "Traceback" not in stderr and "Error" not in stderr

@@ -33,6 +33,16 @@ pytestmark = pytest.mark.slow
      "decode.beam_size: Value 'wide'"),
     ("evaluate", ["checkpoint=missing.pt"], "missing.pt: checkpoint not found"),
     ("tag", ["checkpoint=missing.pt", "video=.", "video.every_seconds=often"], "video.every_seconds: Value 'often'"),
+    ("caption", ["checkpoint=missing.pt", "input="], "the input is empty: give a file, a folder or a quoted glob"),
+    ("tag", ["checkpoint=missing.pt", "video="], "the input is empty: give a file, a folder or a quoted glob"),
+    ("caption", ["checkpoint=missing.pt", "input=photo.png", "batch_size=0"], "batch_size must be >= 1, got 0"),
+    ("caption", ["checkpoint=missing.pt", "input=photo.png", "num_workers=-1"], "num_workers must be >= 0"),
+    ("caption", ["checkpoint=missing.pt", "input=photo.png", "decode.length_penalty=nan"],
+     "decode.length_penalty must be a number, got nan"),
+    ("tag", ["checkpoint=missing.pt", "video=.", "video.every_seconds=0"],
+     "video.every_seconds must be a number > 0, got 0.0"),
+    ("tag", ["checkpoint=missing.pt", "video=.", "video.every_seconds=-1"],
+     "video.every_seconds must be a number > 0, got -1.0"),
 ])
 def test_config_error_is_one_line(tmp_path, command, overrides, message):
     extra = ([*tiny_data(tmp_path), "trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}"]

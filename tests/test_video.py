@@ -38,7 +38,9 @@ def detect_cuts(path, shot_detect_fps: float = 0.0) -> list[int]:
 
 def analysis_children() -> set[int]:
     """The analysis processes of this test process still running (other tests' kept ones among them)."""
-    result = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())], capture_output=True, text=True)
+    # -ww: the whole command line, however long the clone's path (ps otherwise cuts it at the terminal's width)
+    result = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(os.getpid())], capture_output=True,
+                            text=True)
     return {int(line.split()[0]) for line in result.stdout.splitlines() if "captioner.video.background" in line}
 
 

@@ -26,7 +26,7 @@ from captioner.pictures.attention import write_attention_strip
 
 
 def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOptions = DecodeOptions(),
-        batch_size: int = 32, device: str = "cpu", resume: bool = False, num_workers: int | None = None,
+        batch_size: int = 32, device: str = "auto", resume: bool = False, num_workers: int | None = None,
         attention_dir: str | None = None) -> dict:
     """Print ``path<TAB>caption`` per image; unreadable files are reported and skipped.
 
@@ -39,6 +39,10 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
     suffix = Path(output).suffix.lower() if output is not None else None
     if output is not None and suffix not in (".json", ".csv", ".jsonl"):
         raise CaptionerError(f"output={output}: must end in .json, .csv or .jsonl")
+    if batch_size < 1:
+        raise CaptionerError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers is not None and num_workers < 0:
+        raise CaptionerError(f"num_workers must be >= 0 (null: picked from the cores), got {num_workers}")
     if resume and suffix != ".jsonl":
         raise CaptionerError("resume=true needs output=FILE.jsonl, whose rows are written as they are made")
     paths = expand_inputs(input, IMAGE_EXTENSIONS)

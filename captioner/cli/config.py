@@ -31,7 +31,8 @@ CONFIG_PATH = str(_config_dir())
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """User errors become one line on stderr and exit status 1 (HYDRA_FULL_ERROR=1: traceback). Printing
+    """User errors become one line on stderr and exit status 1 (HYDRA_FULL_ERROR=1: traceback); Ctrl-C
+    is "interrupted" and 130, a closed pipe a quiet exit 1. Printing
     never fails on a file name: where the streams' encoding is strict, what it cannot encode is written
     as a backslash escape (a name that is not UTF-8 as ``\\udcXX``, as in the JSON outputs)."""
     for stream in (sys.stdout, sys.stderr):
@@ -43,6 +44,12 @@ def user_errors() -> Iterator[None]:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C: what was written is whole (atomic files, JSON lines cut between rows)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:  # the reader left (`| head`): quietly, and no complaint when stdout is flushed at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
 
 

@@ -23,7 +23,7 @@ from captioner.video.tagger import TagOptions, VideoTagger
 
 
 def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = TagOptions(),
-        decode: DecodeOptions = DecodeOptions(), device: str = "cpu", progress: bool = True) -> dict:
+        decode: DecodeOptions = DecodeOptions(), device: str = "auto", progress: bool = True) -> dict:
     """Tag every video; a bad one is reported on one line and the rest go on."""
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader") as pool:

@@ -10,6 +10,7 @@ contact sheet (and at most ``SHOT_THUMBNAILS`` for the shot still open).
 from __future__ import annotations
 
 import bisect
+import math
 import sys
 from collections import Counter
 from concurrent.futures import Future
@@ -56,8 +57,16 @@ class TagOptions:
     processes: int = 0  # processes reading videos at once, a long video in parts (0: one per usable core)
 
     def __post_init__(self):
-        if self.processes < 0:
-            raise CaptionerError(f"video.processes must be >= 0 (0: one per usable core), got {self.processes}")
+        checks = [(self.processes >= 0, f"video.processes must be >= 0 (0: one per usable core), got {self.processes}"),
+                  (math.isfinite(self.every_seconds) and self.every_seconds > 0,
+                   f"video.every_seconds must be a number > 0, got {self.every_seconds}"),
+                  (math.isfinite(self.shot_detect_fps) and self.shot_detect_fps >= 0,
+                   f"video.shot_detect_fps must be a number >= 0 (0: every frame), got {self.shot_detect_fps}"),
+                  (self.batch_size >= 1, f"video.batch_size must be >= 1, got {self.batch_size}"),
+                  (self.thumbnail_width >= 1, f"video.thumbnail_width must be >= 1, got {self.thumbnail_width}")]
+        for ok, message in checks:
+            if not ok:
+                raise CaptionerError(message)
 
     def analysis_plan(self) -> AnalysisPlan:
         analyse_every = 1.0 / self.shot_detect_fps if self.shot_detect_fps > 0 else 0.0
