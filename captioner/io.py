@@ -7,9 +7,11 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
+
+from captioner.errors import CaptionerError
 
 
 @contextlib.contextmanager
@@ -31,6 +33,22 @@ def atomic_open(path: str | Path, mode: str = "w", errors: str = "strict") -> It
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
         raise
+
+
+def check_writable(path: str | Path, inputs: Sequence[Path] = ()) -> None:
+    """Before any work is done, and writing nothing: ``path`` can be written (its folder, or the nearest
+    one of its folders that exists, is a writable folder), is not a folder and is none of ``inputs``;
+    else one CaptionerError naming it and why."""
+    path = Path(path)
+    existing = next(folder for folder in path.absolute().parents if folder.exists())
+    if not existing.is_dir():
+        raise CaptionerError(f"{path}: cannot be written there ({existing} is not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise CaptionerError(f"{path}: cannot be written there ({existing} is not writable)")
+    if path.is_dir():
+        raise CaptionerError(f"{path}: is a folder; give a file name")
+    if path.exists() and path.resolve() in {Path(p).resolve() for p in inputs}:
+        raise CaptionerError(f"{path}: is one of the inputs; give another output")
 
 
 def _umask() -> int:

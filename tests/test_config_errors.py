@@ -43,11 +43,21 @@ pytestmark = pytest.mark.slow
      "video.every_seconds must be a number > 0, got 0.0"),
     ("tag", ["checkpoint=missing.pt", "video=.", "video.every_seconds=-1"],
      "video.every_seconds must be a number > 0, got -1.0"),
+    # outputs checked before any work: a run's results are never lost at its end, nor a user's file overwritten
+    ("caption", ["checkpoint=missing.pt", "input=photo.png", "output=photo.png/captions.json"],
+     "photo.png/captions.json: cannot be written there ("),
+    ("caption", ["checkpoint=missing.pt", "input=notes.json", "output=notes.json"],
+     "notes.json: is one of the inputs; give another output"),
+    ("caption", ["checkpoint=missing.pt", "input=photo.png", "output=taken.jsonl"],
+     "taken.jsonl: already holds captions; resume=true goes on from it, or give another output"),
+    ("tag", ["checkpoint=missing.pt", "video=photo.png", "out_dir=photo.png"], "cannot be written there ("),
 ])
 def test_config_error_is_one_line(tmp_path, command, overrides, message):
     extra = ([*tiny_data(tmp_path), "trainer.max_steps=1", f"hydra.run.dir={tmp_path / 'run'}"]
              if command == "train" else [])
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    (tmp_path / "notes.json").write_text("{}\n")
+    (tmp_path / "taken.jsonl").write_text('{"path": "photo.png"}\n')
     result = cli(command, *overrides, *extra, cwd=tmp_path)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]

@@ -20,7 +20,7 @@ from captioner.data.images import IMAGE_EXTENSIONS, load_image
 from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.errors import CaptionerError
-from captioner.io import JsonLines, atomic_open, complete_jsonl_rows
+from captioner.io import JsonLines, atomic_open, check_writable, complete_jsonl_rows
 from captioner.paths import expand_inputs
 from captioner.pictures.attention import write_attention_strip
 
@@ -46,6 +46,11 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
     if resume and suffix != ".jsonl":
         raise CaptionerError("resume=true needs output=FILE.jsonl, whose rows are written as they are made")
     paths = expand_inputs(input, IMAGE_EXTENSIONS)
+    if output is not None:  # before any work: a run's captions are never lost at its end
+        check_writable(output, paths)
+        if suffix == ".jsonl" and not resume and Path(output).is_file() and Path(output).stat().st_size:
+            raise CaptionerError(f"{output}: already holds captions; resume=true goes on from it, "
+                                 "or give another output")
     _, _, torch_device = distributed.init_if_launched(resolve_device(device))
     try:
         captioner = Captioner.load(checkpoint, device=torch_device)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from captioner.cli.config import CONFIG_PATH, typed, user_errors
 from captioner.decode_options import DecodeOptions
+from captioner.io import check_writable
 from captioner.paths import expand_inputs, output_names
 from captioner.video.export import export_all
 from captioner.video.frames import VIDEO_EXTENSIONS, VideoError
@@ -26,6 +27,7 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
         decode: DecodeOptions = DecodeOptions(), device: str = "auto", progress: bool = True) -> dict:
     """Tag every video; a bad one is reported on one line and the rest go on."""
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
+    check_writable(Path(out_dir) / f"{output_names(paths)[0]}.json", paths)  # before any work
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader") as pool:
         model = pool.submit(_load, checkpoint, device)
         with VideoTagger(model, options, **asdict(decode)) as tagger:
