@@ -236,7 +236,7 @@ def _verified_chunks(folder: Path, rows: int, chunk_rows: int) -> set[int]:
 def _recorded(folder: Path) -> dict[int, set[int]]:
     recorded: dict[int, set[int]] = {}
     for path in sorted(folder.glob("chunks-*.jsonl")):
-        for row in complete_jsonl_rows(path):
+        for row in complete_jsonl_rows(path, "chunk"):
             recorded.setdefault(row["chunk"], set()).add(row["crc"])
     return recorded
 

@@ -63,10 +63,11 @@ def write_json(path: str | Path, data) -> None:
         handle.write("\n")
 
 
-def complete_jsonl_rows(path: str | Path) -> list[dict]:
+def complete_jsonl_rows(path: str | Path, required: str) -> list[dict]:
     """The rows of a JSON-lines file that a killed writer may have left: each complete line's object.
     A torn last line (no newline at its end) is cut off the file, so appending goes on after the last
-    whole row."""
+    whole row. A line that is not a JSON object with the field ``required`` is a CaptionerError naming
+    the file and the line (a file of something else is never appended to)."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -75,7 +76,19 @@ def complete_jsonl_rows(path: str | Path) -> list[dict]:
     if len(whole) < len(data):
         with path.open("r+b") as handle:
             handle.truncate(len(whole))
-    return [json.loads(line) for line in whole.decode("utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(whole.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            row = None
+        if not isinstance(row, dict) or required not in row:
+            raise CaptionerError(f"{path}: line {number} is not a JSON object with a {required!r}: not a file "
+                                 "this command wrote")
+        rows.append(row)
+    return rows
 
 
 class JsonLines:

@@ -15,7 +15,9 @@ def expand_inputs(spec: str | Path, extensions: frozenset[str]) -> list[Path]:
     """A file as given; a folder's files with these extensions (recursive, any case); a glob's matches.
 
     A single file is returned even with another extension, so that reading it can say why
-    it fails. Raises CaptionerError when nothing is found.
+    it fails. Folders and globs follow symbolic links the same way, each file once: one reached
+    twice (a link to it, a link loop) is kept where it is first met. Raises CaptionerError when
+    nothing is found.
     """
     spec = str(spec)
     if not spec.strip():  # Path("") is the current folder: everything under it would be read
@@ -24,16 +26,40 @@ def expand_inputs(spec: str | Path, extensions: frozenset[str]) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+        found = _once(p for p in _walk(path) if p.suffix.lower() in extensions)
         if not found:
             raise CaptionerError(f"{path}: no files with extension {', '.join(sorted(extensions))} in this folder")
         return found
     if glob.has_magic(spec):
-        found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        found = _once(Path(p) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).is_file())
         if not found:
             raise CaptionerError(f"{spec}: no files match this pattern")
         return found
     raise CaptionerError(f"{spec}: no such file or folder")
+
+
+def _walk(folder: Path) -> list[Path]:
+    """The files under ``folder``, sorted, through symbolic links to folders, each real folder once."""
+    files, seen = [], set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:  # a link back up: its files are listed already
+            folders[:] = []
+            continue
+        seen.add(real)
+        files += [Path(root) / name for name in names]
+    return sorted(p for p in files if p.is_file())
+
+
+def _once(paths) -> list[Path]:
+    """``paths`` without a file met before under another name (by its real path), in order."""
+    kept, seen = [], set()
+    for path in paths:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            kept.append(path)
+    return kept
 
 
 def output_names(paths: Sequence[Path]) -> list[Path]:

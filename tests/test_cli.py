@@ -194,3 +194,35 @@ def test_a_reader_that_leaves_early_costs_no_traceback(trained, tmp_path):
     process.wait(timeout=60)
     assert first.endswith(b"\n") and process.returncode == 1
     assert "Traceback" not in stderr and "Error" not in stderr
+
+
+def test_folders_and_globs_follow_links_once_and_resume_knows_a_file_by_any_name(trained, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "inner").mkdir(parents=True)
+    images = sorted((trained / "data" / "images").rglob("*.png"))[:3]
+    for i, image in enumerate(images):
+        shutil.copy(image, folder / "inner" / f"{i}.png")
+    (folder / "inner" / "loop").symlink_to(folder)  # a link back up: a loop
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(images[0], tmp_path / "elsewhere" / "linked.png")
+    (folder / "more").symlink_to(tmp_path / "elsewhere")  # a linked folder: followed
+    model = f"checkpoint={trained / 'run' / 'model.pt'}"
+    by_folder = cli("caption", model, "input=photos", "output=first.jsonl", cwd=tmp_path)
+    by_glob = cli("caption", model, "input='photos/**/*.png'", cwd=tmp_path)
+    assert by_folder.returncode == 0 and by_glob.returncode == 0, by_folder.stderr + by_glob.stderr
+    for result in (by_folder, by_glob):
+        printed = sorted(line.split("\t")[0] for line in result.stdout.splitlines())
+        assert len(printed) == 4 and [Path(p).name for p in printed] == ["0.png", "1.png", "2.png", "linked.png"]
+    again = cli("caption", model, f"input={folder.resolve()}", "output=first.jsonl", "resume=true", cwd=tmp_path)
+    assert again.returncode == 0 and "4 of 4 files already in first.jsonl" in again.stderr and not again.stdout
+
+
+@pytest.mark.parametrize("content", [b"not json\n", b'{"caption": "no path"}\n', b'{"path": "caf\xe9"}\n'])
+def test_resuming_from_a_file_this_command_did_not_write_is_one_line(trained, tmp_path, content):
+    (tmp_path / "photo.png").write_bytes(next((trained / "data" / "images").rglob("*.png")).read_bytes())
+    (tmp_path / "other.jsonl").write_bytes(content)
+    result = cli("caption", f"checkpoint={trained / 'run' / 'model.pt'}", "input=photo.png", "output=other.jsonl",
+                 "resume=true", cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+        "error: other.jsonl: line 1 is not a JSON object with a 'path': not a file this command wrote"]
+    assert (tmp_path / "other.jsonl").read_bytes() == content

@@ -57,9 +57,9 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
         if attention_dir is not None:
             captioner.check_attention()  # before anything is read or written
         # rank 0 alone reads (and may repair) the output; every process then captions its share of the rest
-        earlier = (complete_jsonl_rows(output) if resume else []) if distributed.is_main() else []
-        done = {row["path"] for row in earlier}
-        todo = distributed.broadcast_from_main([path for path in paths if str(path) not in done])
+        earlier = (complete_jsonl_rows(output, "path") if resume else []) if distributed.is_main() else []
+        done = {os.path.realpath(str(row["path"])) for row in earlier}  # the same file however it was named
+        todo = distributed.broadcast_from_main([path for path in paths if os.path.realpath(path) not in done])
         mine = captioner.caption_files(distributed.share(todo), batch_size, num_workers,
                                        attention=attention_dir is not None, **asdict(decode))
         results = distributed.in_input_order(mine, len(todo), batch_size)
