@@ -116,6 +116,26 @@ def test_csv_with_and_without_a_split_column(tmp_path):
     assert all(len(r.captions) == 5 for r in seeded)
 
 
+def test_a_csv_saved_by_excel_with_a_byte_order_mark_reads_as_any_other(tmp_path):
+    make_csv(tmp_path, True)
+    plain = caption_csv(str(tmp_path / "captions.csv"), str(tmp_path / "pictures"))
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "captions.csv").read_bytes())
+    assert caption_csv(str(tmp_path / "excel.csv"), str(tmp_path / "pictures")) == plain
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"image,caption\np0.png,a red circle\np1.png,\n", "excel.csv: row 3 has no caption"),
+    (b"image,caption\np0.png,a red circle\np1.png\n", "excel.csv: row 3 has no caption"),
+    (b"image,caption\n,a red circle\n", "excel.csv: row 2 has no image"),
+    (b"image,caption\np0.png,a caf\xe9\n", "excel.csv: not UTF-8 \\(a byte 0xe9\\); save it as UTF-8"),
+])
+def test_a_csv_row_that_cannot_be_read_is_named_in_one_line(tmp_path, content, message):
+    (tmp_path / "excel.csv").write_bytes(content)
+    with pytest.raises(CaptionerError, match=message) as raised:
+        caption_csv(str(tmp_path / "excel.csv"), str(tmp_path))
+    assert "\n" not in str(raised.value) and len(str(raised.value)) < 200
+
+
 def test_missing_pieces_are_named_with_where_they_were_looked_for(tmp_path):
     with pytest.raises(CaptionerError, match="captions_train2014.json: COCO caption annotations not found"):
         coco(str(tmp_path))

@@ -114,13 +114,19 @@ def read_caption_csv(file: str | Path, image_dir: str | Path, val_fraction: floa
     file, image_dir = Path(file), Path(image_dir)
     if not file.is_file():
         raise CaptionerError(f"{file}: caption CSV not found")
-    with file.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
-            raise CaptionerError(f"{file}: needs the columns image,caption[,split]; it has {reader.fieldnames}")
-        rows = list(reader)
+    try:  # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"image", "caption"} <= set(reader.fieldnames):
+                raise CaptionerError(f"{file}: needs the columns image,caption[,split]; it has {reader.fieldnames}")
+            rows = list(reader)
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        raise CaptionerError(f"{file}: not UTF-8 (a byte 0x{byte:02x}); save it as UTF-8") from None
     captions, splits = defaultdict(list), {}
-    for row in rows:
+    for number, row in enumerate(rows, start=2):  # row 1 is the header
+        if not row.get("image") or not (row.get("caption") or "").strip():
+            raise CaptionerError(f"{file}: row {number} has no {'image' if not row.get('image') else 'caption'}")
         captions[row["image"]].append(row["caption"])
         if row.get("split"):
             splits[row["image"]] = {"restval": "train", "dev": "val"}.get(row["split"], row["split"])
