@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from captioner.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from captioner.checkpoint import broken_content, load_checkpoint, model_from_checkpoint, save_checkpoint
 from captioner.data.images import load_image
 from captioner.data.loading import ImageBatch, load_images
 from captioner.data.transforms import Preprocess
@@ -65,8 +65,11 @@ class Captioner:
     def load(cls, path: str | Path, device: str | torch.device = "cpu", channels_last: bool = True) -> Captioner:
         """Load a checkpoint written by training; needs neither the training data nor its config."""
         payload = load_checkpoint(path)
-        return cls(model_from_checkpoint(payload), Vocabulary(payload["vocab"]),
-                   Preprocess.from_dict(payload["preprocess"]), device, payload["max_length"], channels_last)
+        try:
+            return cls(model_from_checkpoint(payload), Vocabulary(payload["vocab"]),
+                       Preprocess.from_dict(payload["preprocess"]), device, payload["max_length"], channels_last)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:  # the right header, broken content
+            raise CaptionerError(f"{path}: a damaged checkpoint ({broken_content(error)})") from None
 
     def save(self, path: str | Path, step: int = 0, **training_state) -> None:
         save_checkpoint(path, self.model, self.vocab.words, self.preprocess.to_dict(), step,

@@ -63,8 +63,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if payload.get("version") not in UPGRADES and payload.get("version") != CHECKPOINT_VERSION:
         raise CaptionerError(f"{path}: checkpoint format version {payload.get('version')!r}, "
                              f"this captioner reads versions 1 to {CHECKPOINT_VERSION}")
-    while payload["version"] != CHECKPOINT_VERSION:
-        payload = UPGRADES[payload["version"]](payload) | {"version": payload["version"] + 1}
+    try:
+        while payload["version"] != CHECKPOINT_VERSION:
+            payload = UPGRADES[payload["version"]](payload) | {"version": payload["version"] + 1}
+    except (KeyError, TypeError, ValueError) as error:
+        raise CaptionerError(f"{path}: a damaged checkpoint ({broken_content(error)})") from None
     return payload
 
 
@@ -112,6 +115,16 @@ UPGRADES = {1: _from_version_1, 2: _from_version_2, 3: _from_version_3}
 def _renamed(state: dict, old: str, new: str) -> dict:
     """``state`` with every key that starts with ``old`` starting with ``new`` instead, in the same order."""
     return {(new + key[len(old):] if key.startswith(old) else key): value for key, value in state.items()}
+
+
+def broken_content(error: Exception) -> str:
+    """What is wrong inside a checkpoint, in one line: the missing field, or the first of load_state_dict's
+    complaints (a missing weight, a weight of another shape)."""
+    if isinstance(error, KeyError):
+        return f"no {error.args[0]!r} in it"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[1] if len(lines) > 1 and lines[0].startswith("Error(s) in loading") else lines[0] if lines else ""
+    return detail if len(detail) <= 200 else detail[:200] + "..."
 
 
 def _first_line(error: Exception) -> str:

@@ -135,3 +135,21 @@ def test_a_version_3_checkpoint_reads_its_whole_grid_and_captions_as_the_code_th
                               atol=1e-5), name
     captioner.save(tmp_path / "today.pt")
     assert Captioner.load(tmp_path / "today.pt").caption_candidates(images) == captioner.caption_candidates(images)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: {k: v for k, v in p.items() if k != "vocab"}, "no 'vocab' in it"),
+    (lambda p: p | {"state_dict": {k: v for k, v in p["state_dict"].items() if k != "decoder.out.bias"}},
+     "Missing key(s) in state_dict: \"decoder.out.bias\""),
+    (lambda p: p | {"state_dict": p["state_dict"] | {"decoder.out.bias": torch.zeros(3)}},
+     "size mismatch for decoder.out.bias"),
+    (lambda p: p | {"version": 2, "model_args": {"vocab_size": 5}}, "no 'decoder' in it"),
+])
+def test_a_checkpoint_with_the_right_header_and_broken_content_is_one_line_naming_it(tiny_checkpoint, tmp_path,
+                                                                                     damage, message):
+    path = tmp_path / "damaged.pt"
+    torch.save(damage(torch.load(tiny_checkpoint, weights_only=True)), path)
+    with pytest.raises(CaptionerError) as raised:
+        Captioner.load(path)
+    text = str(raised.value)
+    assert text.startswith(f"{path}: a damaged checkpoint (") and message in text and "\n" not in text
