@@ -101,7 +101,10 @@ def evaluate_files(predictions: str | Path, references: str | Path, out_dir: str
     refs = read_coco_references(references)
     unknown = [image for image in predicted if image not in refs]
     if unknown:
-        raise CaptionerError(f"{predictions}: {len(unknown)} image ids are not in {references} (e.g. {unknown[0]})")
+        numbers = " (COCO's ids are numbers: 404464, not \"404464\")" if any(
+            isinstance(image, str) and image.strip().isdigit() and int(image) in refs for image in unknown) else ""
+        raise CaptionerError(f"{predictions}: {len(unknown)} image ids are not in {references} "
+                             f"(e.g. {unknown[0]!r}){numbers}")
     if len(predicted) < len(refs):
         print(f"note: scoring the {len(predicted)} of {len(refs)} reference images that have a prediction",
               file=sys.stderr)

@@ -190,3 +190,17 @@ def test_train_two_steps_then_caption_with_the_data_moved_away(tmp_path, fmt):
     captioned = cli("caption", f"checkpoint={run / 'model.pt'}", f"input={photo}", cwd=tmp_path)
     assert captioned.returncode == 0, captioned.stderr
     assert captioned.stdout.startswith(f"{photo}\t")
+
+
+def test_a_results_file_with_a_null_caption_or_ids_as_strings_says_so(tmp_path):
+    from captioner.evaluation import evaluate_files
+
+    references = tmp_path / "references.json"
+    references.write_text(json.dumps({"annotations": [{"image_id": 404464, "caption": "a cat on a mat"}]}))
+    (tmp_path / "null.json").write_text(json.dumps([{"image_id": 404464, "caption": None}]))
+    with pytest.raises(CaptionerError, match=r"null.json: image 404464 has the caption None: not text"):
+        evaluate_files(tmp_path / "null.json", references, tmp_path / "out")
+    (tmp_path / "strings.json").write_text(json.dumps([{"image_id": "404464", "caption": "a cat"}]))
+    with pytest.raises(CaptionerError, match=r"strings.json: 1 image ids are not in .*references.json "
+                                             r"\(e.g. '404464'\) \(COCO's ids are numbers: 404464, not \"404464\"\)"):
+        evaluate_files(tmp_path / "strings.json", references, tmp_path / "out")

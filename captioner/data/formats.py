@@ -150,7 +150,9 @@ def read_coco_results(path: str | Path) -> dict[int, str]:
     for row in data:
         if row["image_id"] in results:
             raise CaptionerError(f"{path}: image {row['image_id']} has more than one caption")
-        results[row["image_id"]] = str(row["caption"])
+        if not isinstance(row["caption"], str):
+            raise CaptionerError(f"{path}: image {row['image_id']!r} has the caption {row['caption']!r}: not text")
+        results[row["image_id"]] = row["caption"]
     return results
 
 
