@@ -77,6 +77,18 @@ def test_decoding_sweep_ends_in_one_summary_table(trained, tmp_path, launcher):
     assert f"`checkpoint={trained / 'run' / 'model.pt'}`" in markdown  # what every job shared
 
 
+def test_a_failing_job_does_not_stop_the_sweep_and_is_listed(trained, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = cli("evaluate", "-m", f"checkpoint={trained / 'run' / 'model.pt'}", *tiny_data(trained),
+                 "decode.beam_size=0,1,2", "metrics.meteor=false", "device=cpu", f"hydra.sweep.dir={sweep}",
+                 cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert sorted(r["decode.beam_size"] for r in read_summary(sweep)) == ["1", "2"]  # the jobs after it ran
+    failure = "decode.beam_size=0: decode.beam_size must be >= 1, got 0"
+    assert f"1 of 3 jobs failed:\n  {failure}" in result.stderr
+    assert f"- `{failure.replace(': ', '`: ', 1)}" in (sweep / "summary.md").read_text()
+
+
 def test_training_sweep_ends_in_one_summary_table(trained, tmp_path):
     sweep = tmp_path / "sweep"
     result = cli("train", "-m", *tiny_data(trained), "model.image_size=32", "model.decoder.hidden_dim=16",

@@ -13,10 +13,13 @@ import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from captioner.errors import CaptionerError
+from captioner.io import write_json
 
 
 def _config_dir() -> Path:
@@ -29,10 +32,14 @@ def _config_dir() -> Path:
 CONFIG_PATH = str(_config_dir())
 
 
+FAILED = "failed.json"  # a sweep job's user error, in its dir: the sweep goes on, its summary lists it
+
+
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
+def user_errors(sweeps: bool = False) -> Iterator[None]:
     """User errors become one line on stderr and exit status 1 (HYDRA_FULL_ERROR=1: traceback); Ctrl-C
-    is "interrupted" and 130, a closed pipe a quiet exit 1. Printing
+    is "interrupted" and 130, a closed pipe a quiet exit 1. ``sweeps``: in a multirun a job's user error is
+    written to its dir (``failed.json``) and the sweep goes on to the next job. Printing
     never fails on a file name: where the streams' encoding is strict, what it cannot encode is written
     as a backslash escape (a name that is not UTF-8 as ``\\udcXX``, as in the JSON outputs)."""
     for stream in (sys.stdout, sys.stderr):
@@ -43,14 +50,25 @@ def user_errors() -> Iterator[None]:
     except (CaptionerError, OmegaConfBaseException) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
-        sys.exit(1)
+        line = str(error).splitlines()[0]
+        print(f"error: {line}", file=sys.stderr)
+        if not (sweeps and _recorded_in_sweep(line)):
+            sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C: what was written is whole (atomic files, JSON lines cut between rows)
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:  # the reader left (`| head`): quietly, and no complaint when stdout is flushed at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def _recorded_in_sweep(error: str) -> bool:
+    """In a multirun job: ``error`` written to the job's ``failed.json`` (-> True); else False."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    job = HydraConfig.get()
+    write_json(Path(job.runtime.output_dir) / FAILED, {"error": error})
+    return True
 
 
 def typed(cls: type, node: DictConfig | dict, key: str):

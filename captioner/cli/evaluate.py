@@ -18,7 +18,7 @@ from captioner.evaluation import evaluate_files, evaluate_model
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    with user_errors():
+    with user_errors(sweeps=True):
         limit_threads_in_parallel_sweeps()
         out_dir = HydraConfig.get().runtime.output_dir
         text_metrics = OmegaConf.to_container(cfg.metrics)

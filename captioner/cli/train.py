@@ -19,7 +19,7 @@ from captioner.training import TrainerConfig
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> None:
-    with user_errors():
+    with user_errors(sweeps=True):
         limit_threads_in_parallel_sweeps()
         settings = {  # checked before any data is generated or read
             "encoder": typed_arguments(Encoder.__init__, cfg.model.encoder, "model.encoder"),
