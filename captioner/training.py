@@ -247,7 +247,8 @@ class Trainer:
         sampler = EpochSampler(len(dataset), self.seed, self.epoch,
                                start=self.batch_in_epoch * self.config.batch_size, rank=self.rank, world=self.world)
         loader = self._loader(dataset, sampler)
-        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, file=sys.stderr, unit="step",
+        steps = min(self.steps_per_epoch, self.batch_in_epoch + self.total_steps - self.step)  # max_steps may end it
+        bar = tqdm(total=steps, initial=self.batch_in_epoch, file=sys.stderr, unit="step",
                    desc=f"epoch {self.epoch + 1}/{self.config.max_epochs}", dynamic_ncols=True, disable=self.rank > 0,
                    mininterval=0.1 if sys.stderr.isatty() else 15)  # a log file gets a line every 15 s, not 10 a second
         total_loss, images = 0.0, 0

@@ -44,6 +44,7 @@ def test_evaluate_a_results_file_against_coco_references(media, tmp_path):
     (["checkpoint=nope.pt"], "nope.pt: checkpoint not found"),
     (["predictions=p.json", "references=r.json"], "p.json: file not found"),
     (["checkpoint=x.pt", "decode.beam_size=0"], "decode.beam_size must be >= 1"),
+    (["predictions=p.json", "references=r.json", "report=true"], "report=true shows each image beside its caption"),
 ])
 def test_evaluate_errors_are_one_line(tmp_path, overrides, message):
     result = cli("evaluate", *overrides, f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path)

@@ -28,10 +28,12 @@ def test_run_writes_checkpoints_curve_and_metrics(tiny_records, tmp_path):
     assert Captioner.load(tmp_path / "model.pt").caption([tiny_records[0].path])[0] != ""
 
 
-def test_max_steps_stops_early(tiny_records, tmp_path):
+def test_max_steps_stops_early_and_its_progress_bar_ends_full(tiny_records, tmp_path, capsys):
     train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=5, max_steps=2), image_size=32,
-        test_split=None)
+          test_split=None)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+    bar = capsys.readouterr().err
+    assert "2/2 [" in bar and "/6 [" not in bar  # 6 steps an epoch, 2 of them run
 
 
 def _train(records, out_dir, **overrides):

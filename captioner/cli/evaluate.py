@@ -34,6 +34,9 @@ def main(cfg: DictConfig) -> None:
             finally:
                 distributed.shutdown()
         elif cfg.predictions and cfg.references:
+            if cfg.report:
+                raise CaptionerError("report=true shows each image beside its caption: it needs checkpoint=PATH "
+                                     "(a results file has no images)")
             evaluate_files(cfg.predictions, cfg.references, out_dir, text_metrics)
         else:
             raise CaptionerError("nothing to evaluate: give checkpoint=PATH, or predictions=FILE references=FILE")
