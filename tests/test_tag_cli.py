@@ -51,6 +51,7 @@ def test_tag_every_real_video_with_a_glob(trained, media, tmp_path):
     for video in (media / "videos").iterdir():
         for suffix in (".json", ".vtt", ".srt", "_sheet.jpg", ".chapters.vtt", ".html"):
             assert (tmp_path / "out" / f"{video.stem}{suffix}").stat().st_size > 0
+    assert "bikes.mp4: 100%" in result.stderr  # each video's progress bar ends full
     bikes = json.loads((tmp_path / "out" / "bikes.json").read_text())
     assert [s["start_frame"] for s in bikes["shots"]] == [0, 30, 76, 137, 187, 242]
 

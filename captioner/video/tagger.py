@@ -126,7 +126,9 @@ class VideoTagger:
             with bar:
                 for item in items:
                     run.add(item)
-                    if not isinstance(item, End) and int(item.time) > bar.n:  # whole seconds of video done
+                    if isinstance(item, End):  # done: the bar ends full, though the last second may be short
+                        bar.update((bar.total or bar.n) - bar.n)
+                    elif int(item.time) > bar.n:  # whole seconds of video done
                         bar.total = max(bar.total or 0, int(item.time)) if bar.total else None
                         bar.update(int(item.time) - bar.n)
         finally:
