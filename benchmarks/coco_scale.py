@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -62,12 +63,20 @@ def compose_recipe(recipe: str, work: Path, device: str, overrides: tuple[str, .
             "image_size": cfg.model.image_size, "max_length": cfg.vocab.max_length, "preresize": cfg.data.preresize}
 
 
+@functools.cache
+def standin_records(work: Path) -> list:
+    """All the stand-in's records, its 117 MB split file read once per process."""
+    from captioner.data.formats import read_karpathy
+
+    return read_karpathy(work / "standin" / "dataset_coco.json", work / "standin" / "images")
+
+
 def records(work: Path, split: str, count: int | None = None, preresize: int | None = None):
     """The stand-in's first ``count`` records of ``split`` (pre-resized as the recipe does)."""
     from captioner.data.datasets import preresize_images
-    from captioner.data.formats import read_karpathy, split_records
+    from captioner.data.formats import split_records
 
-    chosen = split_records(read_karpathy(work / "standin" / "dataset_coco.json", work / "standin" / "images"), split)
+    chosen = split_records(standin_records(work), split)
     chosen = chosen[:count] if count else chosen
     return preresize_images(chosen, work / f"resized_{preresize}", preresize) if preresize else chosen
 
@@ -188,7 +197,7 @@ def train_part(work: Path, recipe: str, device: str, steps: int, phase: str) -> 
     else:
         captioner = new_captioner(settings, work)
     train = records(work, "train", steps * batch, settings["preresize"])
-    val = records(work, "train", batch, settings["preresize"])  # the loss pass only: its size is measured apart
+    val = train[:batch]  # the loss pass only: its size is measured apart
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     trainer = timed_trainer(captioner, train, val, config, work / "runs" / f"{recipe}_{phase}")

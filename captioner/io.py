@@ -47,7 +47,7 @@ def check_writable(path: str | Path, inputs: Sequence[Path] = ()) -> None:
         raise CaptionerError(f"{path}: cannot be written there ({existing} is not writable)")
     if path.is_dir():
         raise CaptionerError(f"{path}: is a folder; give a file name")
-    if path.exists() and path.resolve() in {Path(p).resolve() for p in inputs}:
+    if path.exists() and any(os.path.samefile(p, path) for p in inputs if Path(p).name == path.name):
         raise CaptionerError(f"{path}: is one of the inputs; give another output")
 
 

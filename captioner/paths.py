@@ -26,7 +26,7 @@ def expand_inputs(spec: str | Path, extensions: frozenset[str]) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        found = _once(p for p in _walk(path) if p.suffix.lower() in extensions)
+        found = _walk(path, extensions)
         if not found:
             raise CaptionerError(f"{path}: no files with extension {', '.join(sorted(extensions))} in this folder")
         return found
@@ -38,17 +38,34 @@ def expand_inputs(spec: str | Path, extensions: frozenset[str]) -> list[Path]:
     raise CaptionerError(f"{spec}: no such file or folder")
 
 
-def _walk(folder: Path) -> list[Path]:
-    """The files under ``folder``, sorted, through symbolic links to folders, each real folder once."""
-    files, seen = [], set()
-    for root, folders, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:  # a link back up: its files are listed already
-            folders[:] = []
+def _walk(folder: Path, extensions: frozenset[str]) -> list[Path]:
+    """The files under ``folder`` with these extensions, sorted, through links to folders (each real folder
+    read once), a file reached twice kept where it comes first. A file's real path is its real folder's
+    plus its name unless it is itself a link: no path is resolved per file."""
+    found, seen = [], set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        real = os.path.realpath(current)
+        if real in seen:  # a link back up, or a second link to a folder already read
             continue
         seen.add(real)
-        files += [Path(root) / name for name in names]
-    return sorted(p for p in files if p.is_file())
+        try:
+            entries = list(os.scandir(current))
+        except OSError:  # unreadable: skipped, as a walk of the tree skips it
+            continue
+        for entry in entries:
+            if entry.is_dir():
+                pending.append(Path(entry.path))
+            elif entry.is_file() and os.path.splitext(entry.name)[1].lower() in extensions:
+                key = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
+                found.append((Path(entry.path), key))
+    kept, keys = [], set()
+    for path, key in sorted(found):
+        if key not in keys:
+            keys.add(key)
+            kept.append(path)
+    return kept
 
 
 def _once(paths) -> list[Path]:

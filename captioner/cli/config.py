@@ -64,9 +64,9 @@ def user_errors(sweeps: bool = False) -> Iterator[None]:
 
 def _recorded_in_sweep(error: str) -> bool:
     """In a multirun job: ``error`` written to the job's ``failed.json`` (-> True); else False."""
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    job = HydraConfig.get() if HydraConfig.initialized() else None
+    if job is None or job.mode != RunMode.MULTIRUN:
         return False
-    job = HydraConfig.get()
     write_json(Path(job.runtime.output_dir) / FAILED, {"error": error})
     return True
 

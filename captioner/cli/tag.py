@@ -27,11 +27,12 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
         decode: DecodeOptions = DecodeOptions(), device: str = "auto", progress: bool = True) -> dict:
     """Tag every video; a bad one is reported on one line and the rest go on."""
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
-    check_writable(Path(out_dir) / f"{output_names(paths)[0]}.json", paths)  # before any work
+    names = output_names(paths)
+    check_writable(Path(out_dir) / f"{names[0]}.json", paths)  # before any work
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader") as pool:
         model = pool.submit(_load, checkpoint, device)
         with VideoTagger(model, options, **asdict(decode)) as tagger:
-            return _tag_all(paths, tagger, out_dir, progress)
+            return _tag_all(paths, names, tagger, out_dir, progress)
 
 
 def _load(checkpoint: str, device: str):
@@ -41,9 +42,9 @@ def _load(checkpoint: str, device: str):
     return Captioner.load(checkpoint, device=resolve_device(device))
 
 
-def _tag_all(paths: list[Path], tagger: VideoTagger, out_dir: str, progress: bool) -> dict:
+def _tag_all(paths: list[Path], names: list[Path], tagger: VideoTagger, out_dir: str, progress: bool) -> dict:
+    """Tag ``paths`` in turn, writing each one's outputs under ``out_dir`` as its name in ``names``."""
     failed: list[tuple[Path, str]] = []
-    names = output_names(paths)
     for number, path in enumerate(paths):
         try:
             tagged = tagger.tag(path, progress=progress, then=paths[number + 1] if number + 1 < len(paths) else None)
