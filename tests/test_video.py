@@ -369,6 +369,7 @@ def test_timecodes():
     ("empty", "empty file"),
     ("text", "no video stream"),
     ("audio", "no video stream"),
+    ("cover_art", "only a cover picture"),
     ("zero_frames", "no video stream"),
     ("truncated", "truncated or damaged"),
 ])
@@ -380,6 +381,10 @@ def test_bad_videos_are_refused_with_the_file_and_reason(kind, reason, tmp_path,
         path.write_text("this is not a video\n" * 100)
     elif kind == "audio":
         ffmpeg("-f", "lavfi", "-i", "sine=duration=2", "-c:a", "aac", str(path))
+    elif kind == "cover_art":  # a song with its album's picture: a video stream of one frame
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120", "-frames:v", "1", str(tmp_path / "cover.png"))
+        ffmpeg("-f", "lavfi", "-i", "sine=duration=3", "-i", str(tmp_path / "cover.png"), "-map", "0", "-map", "1",
+               "-c:a", "aac", "-c:v", "png", "-disposition:v", "attached_pic", str(path))
     elif kind == "zero_frames":
         import cv2
 

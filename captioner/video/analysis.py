@@ -40,6 +40,7 @@ from captioner.video.frames import (
     seek,
     upright_size,
     usable_cores,
+    video_stream,
 )
 from captioner.video.shots import ANALYSIS_WIDTH, ShotDetector, ShotOptions
 
@@ -115,7 +116,7 @@ def analyse_video(path: str | Path, plan: AnalysisPlan, part: int = 0, handovers
             yield Parts(handovers)
         handovers = handovers or ()
         at_once = plan.processes if beside_another else min(len(handovers) + 1, plan.processes)
-        container.streams.video[0].codec_context.thread_count = max(1, min(usable_cores() // at_once, 16))
+        video_stream(container).codec_context.thread_count = max(1, min(usable_cores() // at_once, 16))
         start = handovers[part - 1] if part > 0 else -math.inf
         end = handovers[part] if part < len(handovers) else math.inf
         frames = seek(container, info, start - plan.warm_up_seconds(info.fps)) if part > 0 else \

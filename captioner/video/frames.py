@@ -70,7 +70,10 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, VideoInfo
     if not container.streams.video:
         container.close()
         raise VideoError(path, "no video stream (audio only, or not a video)")
-    stream = container.streams.video[0]
+    if not any(_moving(stream) for stream in container.streams.video):
+        container.close()
+        raise VideoError(path, "no video stream, only a cover picture (an audio file)")
+    stream = video_stream(container)
     # frame and slice threads, one per usable core (analysis.py may give fewer): FFmpeg's own choice
     # (cores + 1) decoded 720p H.264 1.3x slower on 2 cores, slice threads alone 1.3x slower too
     # (benchmarks/README.md, "Video tagging")
@@ -86,6 +89,15 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, VideoInfo
     return container, VideoInfo(str(path), fps, frames, seconds)
 
 
+def video_stream(container: av.container.InputContainer) -> av.VideoStream:
+    """The first stream of moving pictures: an audio file's cover art is a video stream of one picture."""
+    return next(stream for stream in container.streams.video if _moving(stream))
+
+
+def _moving(stream: av.VideoStream) -> bool:
+    return not stream.disposition & av.stream.Disposition.attached_pic
+
+
 def usable_cores() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -96,7 +108,7 @@ def decoded_frames(container: av.container.InputContainer, info: VideoInfo) -> I
 
     VideoError if no frame decodes, or if frames stop before half of what the header declares
     (a truncated file: a wrong header is rarely 2x off)."""
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     start, time_base = _clock(stream)
     ticks, per_second = time_base.numerator, time_base.denominator  # int / int: exact, and no Fraction a frame
     step = 1.0 / info.fps if info.fps > 0 else 0.04
@@ -121,7 +133,7 @@ def decoded_frames(container: av.container.InputContainer, info: VideoInfo) -> I
 def seek(container: av.container.InputContainer, info: VideoInfo, seconds: float) -> Iterator[DecodedFrame]:
     """The frames from the keyframe at or before ``seconds`` on (indices counted from there); from the
     start where the container cannot seek there."""
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     start, time_base = _clock(stream)
     try:
         container.seek(start + int((seconds + EPSILON) / time_base), stream=stream, backward=True)
@@ -140,7 +152,7 @@ def seek(container: av.container.InputContainer, info: VideoInfo, seconds: float
 def keyframe_near(container: av.container.InputContainer, seconds: float) -> float | None:
     """The time of the keyframe nearest ``seconds`` (the nearest before or after), by two seeks that
     read one packet each; None if the container cannot seek."""
-    stream = container.streams.video[0]
+    stream = video_stream(container)
     start, time_base = _clock(stream)
     found = []
     for backward in (True, False):
