@@ -12,3 +12,7 @@ class ImageError(CaptionerError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class Interrupted(CaptionerError):
+    """Ctrl-C after the work so far was saved; the message says where and how to go on (exit status 130)."""

@@ -44,7 +44,7 @@ from captioner.data.dataset import CaptionDataset, EpochSampler, collate_caption
 from captioner.data.formats import ImageRecord
 from captioner.decode_options import DecodeOptions
 from captioner.devices import autocast_dtype, resolve_device
-from captioner.errors import CaptionerError
+from captioner.errors import CaptionerError, Interrupted
 from captioner.evaluation import Scorer, caption_records, score_captions
 from captioner.feature_cache import Extraction, cached_features
 from captioner.io import atomic_open
@@ -222,7 +222,7 @@ class Trainer:
                 self._end_of_epoch(train_loss)
         except KeyboardInterrupt:
             self._save_last()
-            raise CaptionerError(
+            raise Interrupted(
                 f"interrupted; saved {self.out_dir / LAST}; continue with trainer.resume=true") from None
         finally:
             if self.log:

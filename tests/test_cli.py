@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, tiny_data
 
 pytestmark = pytest.mark.slow
 
@@ -226,3 +226,21 @@ def test_resuming_from_a_file_this_command_did_not_write_is_one_line(trained, tm
     assert result.returncode == 1 and result.stderr.strip().splitlines() == [
         "error: other.jsonl: line 1 is not a JSON object with a 'path': not a file this command wrote"]
     assert (tmp_path / "other.jsonl").read_bytes() == content
+
+
+def test_ctrl_c_in_training_saves_says_how_to_go_on_and_exits_130(trained, tmp_path):
+    run = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "captioner.cli.train", *tiny_data(trained),
+                                "model.image_size=32", "model.decoder.hidden_dim=16", "model.decoder.embed_dim=8",
+                                "trainer.max_epochs=10000", "trainer.batch_size=8", "trainer.device=cpu",
+                                f"hydra.run.dir={run}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline and not (run / "training_curve.csv").is_file():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == (
+        f"interrupted; saved {run / 'last.pt'}; continue with trainer.resume=true")
+    assert "Traceback" not in stderr and (run / "last.pt").is_file()

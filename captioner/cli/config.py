@@ -18,7 +18,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
-from captioner.errors import CaptionerError
+from captioner.errors import CaptionerError, Interrupted
 from captioner.io import write_json
 
 
@@ -47,6 +47,9 @@ def user_errors(sweeps: bool = False) -> Iterator[None]:
             stream.reconfigure(errors="backslashreplace")
     try:
         yield
+    except Interrupted as error:  # Ctrl-C in training: the message says what was saved
+        print(error, file=sys.stderr)
+        sys.exit(130)
     except (CaptionerError, OmegaConfBaseException) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
