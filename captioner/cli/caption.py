@@ -10,12 +10,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
 from captioner import distributed
 from captioner.api import Captioner, CaptionResult
-from captioner.cli.config import CONFIG_PATH, typed, user_errors
+from captioner.cli.config import typed, user_errors
+from captioner.cli.overrides import command
 from captioner.data.images import IMAGE_EXTENSIONS, load_image
 from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
@@ -140,7 +140,7 @@ def write_results(path: Path, results: list[CaptionResult]) -> None:
             writer.writerows(result_row(r) for r in results)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="caption")
+@command("caption")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         counts = run(cfg.checkpoint, str(cfg.input), cfg.output, typed(DecodeOptions, cfg.decode, "decode"),

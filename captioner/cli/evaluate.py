@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from captioner import distributed
 from captioner.api import Captioner
 from captioner.cli.common import data_scorers, instantiate_records, limit_threads_in_parallel_sweeps
-from captioner.cli.config import CONFIG_PATH, typed, user_errors
+from captioner.cli.config import typed, user_errors
+from captioner.cli.overrides import command
 from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.errors import CaptionerError
 from captioner.evaluation import evaluate_files, evaluate_model
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
+@command("evaluate")
 def main(cfg: DictConfig) -> None:
     with user_errors(sweeps=True):
         limit_threads_in_parallel_sweeps()

@@ -7,19 +7,19 @@ It takes captioner-train's settings (``experiment=...``, ``model.encoder.*``, ``
 
 from __future__ import annotations
 
-import hydra
 from omegaconf import DictConfig
 
 from captioner import distributed
 from captioner.cli.common import instantiate_records
-from captioner.cli.config import CONFIG_PATH, typed, typed_arguments, user_errors
+from captioner.cli.config import typed, typed_arguments, user_errors
+from captioner.cli.overrides import command
 from captioner.devices import resolve_device
 from captioner.models.encoder import Encoder
 from captioner.recipe import extract_features
 from captioner.training import TrainerConfig
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="extract")
+@command("extract")
 def main(cfg: DictConfig) -> None:
     with user_errors():
         encoder = typed_arguments(Encoder.__init__, cfg.model.encoder, "model.encoder")

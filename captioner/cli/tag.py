@@ -11,10 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
-from captioner.cli.config import CONFIG_PATH, typed, user_errors
+from captioner.cli.config import typed, user_errors
+from captioner.cli.overrides import command
 from captioner.decode_options import DecodeOptions
 from captioner.io import check_writable
 from captioner.paths import expand_inputs, output_names
@@ -71,7 +71,7 @@ def video_path_shorthand(argv: list[str]) -> list[str]:
             for arg in argv]
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="tag")
+@command("tag")
 def _main(cfg: DictConfig) -> None:
     with user_errors():
         options = typed(TagOptions, {k: v for k, v in cfg.video.items() if k != "path"}, "video")

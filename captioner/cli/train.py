@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from captioner import distributed
 from captioner.cli.common import data_scorers, instantiate_records, limit_threads_in_parallel_sweeps
-from captioner.cli.config import CONFIG_PATH, typed, typed_arguments, user_errors
+from captioner.cli.config import typed, typed_arguments, user_errors
+from captioner.cli.overrides import command
 from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
 from captioner.models.decoder import Decoder
@@ -17,7 +17,7 @@ from captioner.recipe import train
 from captioner.training import TrainerConfig
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@command("train")
 def main(cfg: DictConfig) -> None:
     with user_errors(sweeps=True):
         limit_threads_in_parallel_sweeps()

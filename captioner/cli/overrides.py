@@ -1,0 +1,69 @@
+"""The commands' entry point: Hydra's, after a check of the command line that says how to quote a value.
+
+Hydra's override grammar reads ``, = ' " [ ] { } #`` and letters beyond ASCII as syntax, so a file
+name holding one (``input=it's.png``) stops it with a lexer message that never says the cure:
+quoting. Such an override is refused here in one line that gives the quoted form to paste."""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+import sys
+from collections.abc import Callable
+
+import hydra
+from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
+
+from captioner.cli.config import CONFIG_PATH
+
+
+def command(config_name: str) -> Callable[[Callable], Callable]:
+    """``hydra.main`` on ``conf/{config_name}.yaml``, with the command line checked first."""
+
+    def decorate(function: Callable) -> Callable:
+        hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)(function)
+
+        @functools.wraps(function)
+        def main(*args, **kwargs):
+            if not args and not kwargs:  # from the command line, not a config passed in
+                problem = unreadable_override(sys.argv[1:])
+                if problem:
+                    print(f"error: {problem}", file=sys.stderr)
+                    sys.exit(1)
+            return hydra_main(*args, **kwargs)
+
+        return main
+
+    return decorate
+
+
+def unreadable_override(argv: list[str]) -> str | None:
+    """The first override Hydra cannot read as one value, and how to quote it; None if all can be read.
+
+    Outside a multirun, a comma would make a list to sweep over, which a single run refuses too."""
+    arguments, _ = get_args_parser().parse_known_args(argv)
+    parser = OverridesParser.create()
+    for override in arguments.overrides:
+        try:
+            parsed = parser.parse_overrides([override])[0]
+        except OverrideParseException:
+            reason = "Hydra cannot read this value"
+        else:
+            if arguments.multirun or not parsed.is_sweep_override():
+                continue
+            reason = "a comma makes a list of values to sweep over (with -m)"
+        key, separator, value = override.partition("=")
+        if not separator:
+            return f"{override}: Hydra cannot read this override (key=value)"
+        return f"{override}: {reason}; to mean one value, quote it: {shlex.quote(f'{key}={quoted(value)}')}"
+    return None
+
+
+def quoted(value: str) -> str:
+    """``value`` as a double-quoted string of Hydra's grammar: quotes and the backslashes before them
+    (or at the end) escaped, and ``${`` escaped so that OmegaConf does not read an interpolation."""
+    escaped = re.sub(r'(\\*)("|$)', lambda m: m.group(1) * 2 + ("\\" if m.group(2) else "") + m.group(2), value)
+    return '"' + escaped.replace("${", "\\${") + '"'
