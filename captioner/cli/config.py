@@ -48,6 +48,7 @@ def user_errors(sweeps: bool = False) -> Iterator[None]:
     try:
         yield
     except Interrupted as error:  # Ctrl-C in training: the message says what was saved
+        _end_progress_bars()
         print(error, file=sys.stderr)
         sys.exit(130)
     except (CaptionerError, OmegaConfBaseException) as error:
@@ -58,11 +59,19 @@ def user_errors(sweeps: bool = False) -> Iterator[None]:
         if not (sweeps and _recorded_in_sweep(line)):
             sys.exit(1)
     except KeyboardInterrupt:  # Ctrl-C: what was written is whole (atomic files, JSON lines cut between rows)
+        _end_progress_bars()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except BrokenPipeError:  # the reader left (`| head`): quietly, and no complaint when stdout is flushed at exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def _end_progress_bars() -> None:
+    """Close the progress bars still drawn, so that a message after them starts on its own line."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(tqdm.tqdm, "_instances", ())) if tqdm else ():
+        bar.close()
 
 
 def _recorded_in_sweep(error: str) -> bool:

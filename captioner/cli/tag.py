@@ -24,11 +24,19 @@ from captioner.video.tagger import TagOptions, VideoTagger
 
 
 def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = TagOptions(),
-        decode: DecodeOptions = DecodeOptions(), device: str = "auto", progress: bool = True) -> dict:
-    """Tag every video; a bad one is reported on one line and the rest go on."""
+        decode: DecodeOptions = DecodeOptions(), device: str = "auto", progress: bool = True,
+        resume: bool = False) -> dict:
+    """Tag every video; a bad one is reported on one line and the rest go on. ``resume``: a video whose
+    page (written last) is already in ``out_dir`` is skipped, so an interrupted folder goes on where it was."""
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
     names = output_names(paths)
     check_writable(Path(out_dir) / f"{names[0]}.json", paths)  # before any work
+    if resume:
+        todo = [(path, name) for path, name in zip(paths, names) if not (Path(out_dir) / f"{name}.html").is_file()]
+        print(f"resume: {len(paths) - len(todo)} of {len(paths)} videos already tagged in {out_dir}", file=sys.stderr)
+        if not todo:
+            return {"tagged": 0, "failed": 0}
+        paths, names = (list(column) for column in zip(*todo))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader") as pool:
         model = pool.submit(_load, checkpoint, device)
         with VideoTagger(model, options, **asdict(decode)) as tagger:
@@ -76,7 +84,7 @@ def _main(cfg: DictConfig) -> None:
     with user_errors():
         options = typed(TagOptions, {k: v for k, v in cfg.video.items() if k != "path"}, "video")
         decode = typed(DecodeOptions, cfg.decode, "decode")
-        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, options, decode, cfg.device)
+        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, options, decode, cfg.device, resume=cfg.resume)
     if counts["failed"]:
         sys.exit(1)
 
