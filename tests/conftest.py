@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +116,30 @@ def trained(tmp_path_factory) -> Path:
     assert result.stderr.count("  model:") == 2 and result.stderr.count("  reference:") == 2
     assert "attribute_accuracy=" in result.stderr and "CIDEr=" in result.stderr
     return work
+
+
+@contextlib.contextmanager
+def served(checkpoint: Path, *overrides: str) -> Iterator[str]:
+    """``captioner-serve`` in a subprocess on a free loopback port; -> its URL once ``/health`` answers.
+    Stopped with Ctrl-C at the end, which must end it cleanly."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "captioner.cli.serve", f"checkpoint={checkpoint}",
+                                f"port={port}", *overrides], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "captioner-serve did not answer in 120 s"
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0 and "Traceback" not in stderr, stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -14,8 +15,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 _BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as viewers do
 
 
-def load_image(source: str | Path | Image.Image) -> Image.Image:
-    """An RGB image from a path or a PIL image.
+def load_image(source: str | Path | Image.Image | bytes, name: str = "upload") -> Image.Image:
+    """An RGB image from a path, a PIL image or a file's bytes (``name`` in messages: an upload's).
 
     EXIF orientation is applied; transparency is composited on white; 16-bit images are
     scaled to 8 bits; animated images give their first frame. A file that cannot be read
@@ -23,27 +24,28 @@ def load_image(source: str | Path | Image.Image) -> Image.Image:
     """
     if isinstance(source, Image.Image):
         return to_rgb(source)
-    path = Path(source)
+    in_memory = isinstance(source, bytes)
+    label = name if in_memory else Path(source)
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that: refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(source) if in_memory else label) as image:
                 image.seek(0)
                 image.load()
                 return to_rgb(image)
     except FileNotFoundError:
-        raise ImageError(path, "no such file") from None
+        raise ImageError(label, "no such file") from None
     except IsADirectoryError:
-        raise ImageError(path, "is a directory") from None
+        raise ImageError(label, "is a directory") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(path, f"refused: too many pixels ({error})") from None
+        raise ImageError(label, f"refused: too many pixels ({error})") from None
     except Image.UnidentifiedImageError:
-        size = path.stat().st_size if path.exists() else 0
+        size = len(source) if in_memory else label.stat().st_size if label.exists() else 0
         reason = "empty file" if size == 0 else "not an image Pillow can read"
-        raise ImageError(path, reason) from None
+        raise ImageError(label, reason) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(path, f"cannot decode image ({error})") from None
+        raise ImageError(label, f"cannot decode image ({error})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
