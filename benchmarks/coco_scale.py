@@ -22,7 +22,6 @@ import functools
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -378,10 +377,9 @@ def main() -> None:
                         (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
         print("RESULT " + json.dumps(figures | {"peak_rss_gb": own, "workers_peak_rss_gb": workers}), flush=True)
         return
-    from captioner.devices import native_cpu_bf16
+    from captioner.devices import cpu_description
 
-    print(f"{platform.processor() or platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, native bf16: "
-          f"{native_cpu_bf16()}; torch {torch.__version__}; CUDA: "
+    print(f"{cpu_description()}; torch {torch.__version__}; CUDA: "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}", flush=True)
     started = time.perf_counter()
     coco_standin.write(args.work / "standin", args.distinct)
@@ -404,13 +402,6 @@ def main() -> None:
             print(f"  {recipe} {part}: {json.dumps(figures[part])}", flush=True)
         measured[recipe] = figures
         report(recipe, figures)
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 if __name__ == "__main__":

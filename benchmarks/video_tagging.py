@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 import cv2
 
 from captioner import Captioner
+from captioner.devices import cpu_description
 from captioner.synthetic.scoring import segment_attribute_accuracy
 from captioner.synthetic.videos import synthetic_videos
 from captioner.video.analysis import AnalysisPlan, Cut, analyse_video
@@ -309,7 +309,7 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint}: not found; run `make demo` first or pass --checkpoint")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    print(f"CPU: {_cpu_model()}, {os.cpu_count()} cores; native bf16: {_has_bf16()}")
+    print(f"CPU: {cpu_description()}")
     videos = synthetic_videos(work / "synthetic", count=5, num_shots=6)
     synthetic_accuracy(Captioner.load(args.checkpoint), videos)
     truths = {path: REAL_TRUTH[path.name] for path in sorted(REAL.iterdir()) if path.name in REAL_TRUTH}
@@ -320,17 +320,6 @@ def main() -> None:
     speed(args.checkpoint, work, args.repeats)
     if not args.skip_memory:
         peak_memory(args.checkpoint, work)
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def _has_bf16() -> bool:
-    return Path("/proc/cpuinfo").exists() and "avx512_bf16" in Path("/proc/cpuinfo").read_text()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -39,6 +42,15 @@ def native_cpu_bf16() -> bool:
     if all(ask is None for ask in asks):  # an older torch: oneDNN's own answer
         return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     return any(ask() for ask in asks if ask is not None)
+
+
+def cpu_description() -> str:
+    """This machine's CPU model, cores and bf16 instructions, as every benchmark figure is stated with."""
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (info.read_text().splitlines() if info.is_file() else [])
+             if line.startswith("model name")]
+    model = names[0] if names else platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} cores, bf16 instructions: {'yes' if native_cpu_bf16() else 'no'}"
 
 
 @contextlib.contextmanager

@@ -128,18 +128,23 @@ def served(checkpoint: Path, *overrides: str) -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "captioner.cli.serve", f"checkpoint={checkpoint}",
                                 f"port={port}", *overrides], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, process.communicate()[1]
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "captioner-serve did not answer in 120 s"
-            time.sleep(0.1)
+    wait_until_serving(url, process)
     try:
         yield url
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0 and "Traceback" not in stderr, stderr
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Return once ``url/health`` answers; fail with the server's stderr if it exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"{url} did not answer in {seconds:.0f} s"
+            time.sleep(0.1)

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from conftest import cli, tiny_data
+from conftest import cli, served, tiny_data
 
 from captioner import Captioner
 from captioner.pictures.report import write_report
@@ -139,3 +139,23 @@ def test_a_video_whose_name_is_not_utf8_is_tagged_and_its_page_plays(browser, tr
     wait_for(browser, "return document.getElementById('video').readyState >= 1")  # the link reaches the file
     assert images_loaded(browser)
     assert browser.find_element("css selector", "h1").text == 'cl\ufffd "q" <b>.webm'  # shown as text
+
+
+def test_the_upload_page_captions_a_chosen_file_and_shows_a_hostile_name_as_text(browser, attention_checkpoint,
+                                                                                 tiny_records, tmp_path):
+    name = '<img src=x onerror="window.pwned=1">.png'
+    shutil.copy(tiny_records[0].path, tmp_path / name)
+    expected = Captioner.load(attention_checkpoint).caption(tiny_records[0].path, beam_size=3)[0]
+    with served(attention_checkpoint) as url:
+        browser.get(f"{url}/")
+        wait_for(browser, "return !document.getElementById('attention_option').hidden")  # the model attends
+        browser.find_element("id", "files").send_keys(str(tmp_path / name))
+        browser.find_element("id", "attention").click()
+        browser.find_element("css selector", "button[type=submit]").click()
+        caption = wait_for(browser, "const c = document.querySelector('.caption'); return c && c.textContent")
+        assert caption == expected
+        wait_for(browser, "const s = document.querySelector('.strip'); return s && s.complete && s.naturalWidth > 0")
+        assert images_loaded(browser)
+        assert browser.find_element("css selector", ".name").text == name
+        assert browser.execute_script("return window.pwned") is None
+        browser.save_screenshot(str(tmp_path / "upload_page.png"))

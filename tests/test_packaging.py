@@ -21,6 +21,7 @@ def test_wheel_carries_the_configs_and_its_cli_reads_them(tmp_path):
         names = set(archive.namelist())
     configs = {f"captioner/conf/{p.relative_to(ROOT / 'conf').as_posix()}" for p in (ROOT / "conf").rglob("*.yaml")}
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "captioner").rglob("*.py")}
+    assert "captioner/serve/page.html" in names  # the upload page, read as package data
     assert configs and configs <= names
     assert modules <= names
 
