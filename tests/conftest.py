@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,10 +43,36 @@ def cache_home(tmp_path_factory) -> Path:
     return folder
 
 
+def missing(cuda: bool = False, chromium: bool = False, media: bool = False, submitit: bool = False,
+            java: bool = False, curl: bool = False) -> list[str]:
+    """What this machine lacks of what a test needs, each said so that a reader can install it."""
+    import torch
+
+    needs = [
+        (cuda, lambda: torch.cuda.is_available(), "a CUDA device"),
+        (chromium, lambda: any(map(shutil.which, ("chromium", "chromium-browser", "google-chrome")))
+         and shutil.which("chromedriver"), "headless Chromium with its driver (Debian: apt-get install chromium "
+                                           "chromium-driver)"),
+        (media, MEDIA.is_dir, f"the shared media at {MEDIA}"),
+        (submitit, lambda: importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher"),
+         "hydra-submitit-launcher"),
+        (java, lambda: shutil.which("java"), "Java"),
+        (curl, lambda: shutil.which("curl"), "curl"),
+    ]
+    return [what for wanted, present, what in needs if wanted and not present()]
+
+
+def run_if(**needs: bool) -> pytest.MarkDecorator:
+    """One skip marker for what a test needs (as lightning-hydra-template's ``RunIf``): ``@run_if(cuda=True)``;
+    the reason names each missing thing."""
+    lacking = missing(**needs)
+    return pytest.mark.skipif(bool(lacking), reason="needs " + ", ".join(lacking))
+
+
 @pytest.fixture(scope="session")
 def media() -> Path:
-    if not MEDIA.is_dir():
-        pytest.skip(f"shared media not found at {MEDIA}")
+    if missing(media=True):
+        pytest.skip("needs " + ", ".join(missing(media=True)))
     return MEDIA
 
 

@@ -11,7 +11,7 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from conftest import cli, served, tiny_data
+from conftest import cli, run_if, served, tiny_data
 
 from captioner import Captioner
 from captioner.pictures.report import write_report
@@ -19,7 +19,7 @@ from captioner.synthetic.videos import synthetic_videos
 from captioner.video.export import export_all
 from captioner.video.tagger import VideoTagger
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, run_if(chromium=True)]
 
 HOSTILE = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
@@ -29,12 +29,9 @@ def browser():
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     from selenium.webdriver.chrome.service import Service
 
-    binary = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-    driver_path = shutil.which("chromedriver")
-    if not (binary and driver_path):
-        pytest.skip("no headless Chromium with its driver (Debian: apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
-    options.binary_location = binary
+    options.binary_location = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))))
+    driver_path = shutil.which("chromedriver")
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--window-size=1280,1000", "--mute-audio"):
         options.add_argument(argument)

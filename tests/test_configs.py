@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from conftest import run_if
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -84,8 +85,8 @@ def test_decode_group_builds_decode_options_and_summary_callback_resolves(name):
         get_class(callback._target_)
 
 
+@run_if(submitit=True)
 def test_slurm_launcher_config_extends_submitit():
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     cfg = compose_config("train", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"])
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")

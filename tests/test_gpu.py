@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_DECODER, TINY_ENCODER, interrupted_at_step, tiny_trainer
+from conftest import TINY_DECODER, TINY_ENCODER, interrupted_at_step, run_if, tiny_trainer
 
 from captioner import Captioner
 from captioner.checkpoint import load_checkpoint
 from captioner.recipe import train
 from captioner.training import Trainer
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")]
+pytestmark = [pytest.mark.gpu, run_if(cuda=True)]
 
 ATTENDING = TINY_DECODER | {"attention_dim": 8, "word_prior": True, "image_input_dim": 4,
                             "head": {"name": "word_classes", "words": [["red", "blue"], ["circle", "square"]],

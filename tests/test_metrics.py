@@ -1,9 +1,9 @@
 """The coco-caption metrics: equal to pycocoevalcap's own evaluation, with and without Java."""
 
 import json
-import shutil
 
 import pytest
+from conftest import run_if
 
 from captioner import metrics
 from captioner.data.formats import read_coco_references, read_coco_results
@@ -11,7 +11,7 @@ from captioner.errors import CaptionerError
 from captioner.evaluation import evaluate_files
 from captioner.metrics import COCO_METRICS, coco_caption_metrics, python_ptb_tokenize
 
-needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="the reference scores need Java")
+needs_java = run_if(java=True)
 
 
 @pytest.fixture(scope="module")

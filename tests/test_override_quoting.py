@@ -11,7 +11,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from captioner.cli.overrides import quoted, unreadable_override
+from captioner.cli.overrides import command_line_problem, quoted
 
 AWKWARD = ["it's.png", 'say "hi".png', "a,b.png", "a=b.png", "[x].png", "{x}.png", "a#b.png", "café.png",
            "a ${b}.png", "back\\slash.png", "ends in\\", 'quote\\"d.png', "tab\there.png", "x\udcff.png", "-x.png"]
@@ -24,10 +24,12 @@ def test_a_quoted_value_reads_back_as_itself(value):
 
 
 def test_only_what_hydra_cannot_read_is_refused():
-    assert unreadable_override(["checkpoint=model.pt", "input=a b.png", "decode.beam_size=3"]) is None
-    assert unreadable_override(["-m", "decode.beam_size=1,3"]) is None  # a sweep, where one is meant
-    assert "a comma makes a list" in unreadable_override(["input=a,b.png"])
-    assert "Hydra cannot read this value" in unreadable_override(["--cfg", "job", "input=it's.png"])
+    assert command_line_problem(["checkpoint=model.pt", "input=a b.png", "decode.beam_size=3"]) is None
+    assert command_line_problem(["-m", "decode.beam_size=1,3"]) is None  # a sweep, where one is meant
+    assert "a comma makes a list" in command_line_problem(["input=a,b.png"])
+    assert "Hydra cannot read this value" in command_line_problem(["--cfg", "job", "input=it's.png"])
+    assert command_line_problem(["-m", "--cfg", "job", "x=1,2"]) == (
+        "-m and --cfg cannot be given together: Hydra does one of them")
 
 
 @pytest.mark.slow

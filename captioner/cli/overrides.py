@@ -29,7 +29,7 @@ def command(config_name: str) -> Callable[[Callable], Callable]:
         @functools.wraps(function)
         def main(*args, **kwargs):
             if not args and not kwargs:  # from the command line, not a config passed in
-                problem = unreadable_override(sys.argv[1:])
+                problem = command_line_problem(sys.argv[1:])
                 if problem:
                     print(f"error: {problem}", file=sys.stderr)
                     sys.exit(1)
@@ -40,11 +40,17 @@ def command(config_name: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def unreadable_override(argv: list[str]) -> str | None:
-    """The first override Hydra cannot read as one value, and how to quote it; None if all can be read.
+def command_line_problem(argv: list[str]) -> str | None:
+    """What Hydra would refuse in ``argv`` with a traceback or a lexer message, said in one line: modes
+    that exclude each other, or the first override it cannot read as one value and how to quote it.
+    None if there is nothing to say.
 
     Outside a multirun, a comma would make a list to sweep over, which a single run refuses too."""
     arguments, _ = get_args_parser().parse_known_args(argv)
+    modes = [flag for flag, given in (("-m", arguments.multirun), ("--cfg", arguments.cfg), ("--info", arguments.info),
+                                      ("--run", arguments.run)) if given]
+    if len(modes) > 1:
+        return f"{' and '.join(modes)} cannot be given together: Hydra does one of them"
     parser = OverridesParser.create()
     for override in arguments.overrides:
         try:
