@@ -290,15 +290,15 @@ class Trainer:
             backwards, reverse_index = reverse_captions(tokens[rows], self.captioner.vocab.pad), image_index[rows]
         with self.autocast():
             # tokens (N, T): <bos> w1 .. wn <eos> <pad>..; logits (N, T-1, V); word_logits (B, V)
-            logits, word_logits, *reverse = self.model(pixels, tokens[:, :-1], image_index,
-                                                       None if backwards is None else backwards[:, :-1], reverse_index)
-            caption_loss = self.loss_fn(logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
+            out = self.model(pixels, tokens[:, :-1], image_index, None if backwards is None else backwards[:, :-1],
+                             reverse_index)
+            caption_loss = self.loss_fn(out.logits.flatten(0, 1).float(), tokens[:, 1:].flatten())
             # summed over the vocabulary, averaged over images
             word_loss = nn.functional.binary_cross_entropy_with_logits(
-                word_logits.float(), word_targets, reduction="sum") / len(pixels)
+                out.word_logits.float(), word_targets, reduction="sum") / len(pixels)
             loss = caption_loss + self.config.word_loss_weight * word_loss
-            if reverse:  # the reverse decoder learns the captions read backwards, as much as the forward one
-                loss = loss + self.loss_fn(reverse[0].flatten(0, 1).float(), backwards[:, 1:].flatten())
+            if out.reverse_logits is not None:  # the reverse decoder learns the captions read backwards, as much
+                loss = loss + self.loss_fn(out.reverse_logits.flatten(0, 1).float(), backwards[:, 1:].flatten())
         self._optimize(loss)
         return caption_loss.item()
 
@@ -400,7 +400,7 @@ class Trainer:
         for pixels, tokens, image_index, _ in self._loader(val_dataset):
             pixels, tokens = pixels.to(self.device), tokens.to(self.device)
             with self.autocast():
-                logits, _ = model(pixels, tokens[:, :-1], image_index.to(self.device))  # (N, T-1, V)
+                logits = model(pixels, tokens[:, :-1], image_index.to(self.device)).logits  # (N, T-1, V)
             targets = tokens[:, 1:]  # (B, T-1)
             words = (targets != self.captioner.vocab.pad).sum().item()
             total += self.loss_fn(logits.flatten(0, 1).float(), targets.flatten()).item() * words

@@ -33,7 +33,7 @@ def sequence_log_prob(captioner: Captioner, pixels: torch.Tensor, tokens: torch.
     vocab = captioner.vocab
     with torch.no_grad():
         inputs = torch.cat([torch.full((len(tokens), 1), vocab.bos), tokens[:, :-1]], dim=1)
-        logits, _ = captioner.model(pixels, inputs)
+        logits = captioner.model(pixels, inputs).logits
         logits[..., [vocab.pad, vocab.bos, vocab.unk]] = float("-inf")
         chosen = logits.log_softmax(-1).gather(2, tokens.unsqueeze(2)).squeeze(2)  # (N, T)
         after_eos = (tokens == vocab.eos).long().cumsum(1) - (tokens == vocab.eos).long()

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from captioner.models.decoder import Decoder
 from captioner.models.encoder import Encoder
+
+
+@dataclass
+class TeacherForced:
+    """What teacher forcing gives: the next word's logits for each caption, and the logits of each word
+    appearing in the image's captions (the word head); the reverse decoder's logits when it was asked."""
+
+    logits: torch.Tensor  # (N, T, V)
+    word_logits: torch.Tensor  # (B, V)
+    reverse_logits: torch.Tensor | None = None  # (N', T, V): the captions read backwards
 
 
 class CaptionModel(nn.Module):
@@ -20,7 +32,7 @@ class CaptionModel(nn.Module):
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None,
                 reversed_tokens: torch.Tensor | None = None,
-                reversed_index: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                reversed_index: torch.Tensor | None = None) -> TeacherForced:
         """Teacher forcing: images (B, 3, H, W) (or their cached grid features (B, F), see
         :meth:`Encoder.forward`), tokens (N, T) -> word logits (N, T, V), and
         the logits of each word appearing in the image's captions (B, V): the decoder's word head,
@@ -30,14 +42,14 @@ class CaptionModel(nn.Module):
         ``image_index`` (N,) says which image each caption describes (several captions per
         image: one encoder pass); by default caption i describes image i. With ``reversed_tokens``
         (captions read backwards, :func:`reverse_captions`; ``reversed_index`` says whose, by
-        default ``image_index``) a bidirectional decoder's reverse logits come third.
+        default ``image_index``) a bidirectional decoder's reverse logits come too.
         """
         features = self.encoder(images)  # (B, F)
-        outputs = self.decoder(features, tokens, image_index), self.decoder.word_logits(features)
-        if reversed_tokens is None:
-            return outputs
-        reversed_index = image_index if reversed_index is None else reversed_index
-        return *outputs, self.decoder.reverse(features, reversed_tokens, reversed_index)  # (N', T, V): read backwards
+        outputs = TeacherForced(self.decoder(features, tokens, image_index), self.decoder.word_logits(features))
+        if reversed_tokens is not None:
+            reversed_index = image_index if reversed_index is None else reversed_index
+            outputs.reverse_logits = self.decoder.reverse(features, reversed_tokens, reversed_index)
+        return outputs
 
 
 
