@@ -48,7 +48,7 @@ def compose_recipe(recipe: str, work: Path, device: str, overrides: tuple[str, .
 
     from captioner.cli.config import CONFIG_PATH, typed
     from captioner.decode_options import DecodeOptions
-    from captioner.training import TrainerConfig
+    from captioner.training_config import TrainerConfig
 
     with initialize_config_dir(config_dir=CONFIG_PATH, version_base="1.3"):
         start = [f"trainer.init_from={work / 'coco_show_tell.pt'}"] if recipe.endswith("scst") else []
@@ -160,19 +160,13 @@ def timed_trainer(*args, **kwargs):
     from captioner.training import Trainer
 
     class TimedTrainer(Trainer):
-        def _train_step(self, *batch):
-            return self._timed(super()._train_step, batch)
-
-        def _self_critical_step(self, *batch):
-            return self._timed(super()._self_critical_step, batch)
-
-        def _timed(self, step, batch):
+        def _step(self, *batch):
             if self.device.type == "cuda":
                 torch.cuda.synchronize()
             started = time.perf_counter()
-            loss = step(*batch)  # returns a float (.item()): the step has finished
+            figures = super()._step(*batch)  # holds the loss as a float (.item()): the step has finished
             self.step_seconds.append(time.perf_counter() - started)
-            return loss
+            return figures
 
     trainer = TimedTrainer(*args, **kwargs)
     trainer.step_seconds = []
@@ -210,7 +204,7 @@ def train_part(work: Path, recipe: str, device: str, steps: int, phase: str) -> 
 
 def part_extract(work: Path, recipe: str, device: str, steps: int, **_) -> dict:
     from captioner.feature_cache import cached_features
-    from captioner.training import feature_extraction
+    from captioner.training_data import feature_extraction
 
     settings = compose_recipe(recipe, work, device)
     captioner = new_captioner(settings, work)
@@ -230,7 +224,8 @@ def part_validate(work: Path, recipe: str, device: str, steps: int, **_) -> dict
     rows, reused in turn) -> the teacher-forced loss over their 25,000 captions, greedy captions, metrics."""
     from captioner.data.dataset import CaptionDataset
     from captioner.feature_cache import cached_features
-    from captioner.training import Trainer, feature_extraction
+    from captioner.training import Trainer
+    from captioner.training_data import feature_extraction
 
     settings = compose_recipe(recipe, work, device)
     captioner = new_captioner(settings, work)
@@ -242,7 +237,7 @@ def part_validate(work: Path, recipe: str, device: str, steps: int, **_) -> dict
     trainer = Trainer(captioner, extracted, val, config, work / "runs" / f"{recipe}_validate")
     val_features = CaptionDataset(val, captioner.vocab, captioner.transform, captioner.max_length).with_features(
         CycledRows(rows, len(val)))
-    trainer.feature_datasets = (val_features, val_features)
+    trainer.data.features = (val_features, val_features)
     started = time.perf_counter()
     figures = trainer.validate()
     return {"seconds": time.perf_counter() - started, "images": len(val), "val_CIDEr": figures.get("val_CIDEr")}

@@ -25,7 +25,7 @@ from caption_loading import make_jpegs
 
 from captioner.data.formats import ImageRecord
 from captioner.recipe import extract_features, train
-from captioner.training import TrainerConfig
+from captioner.training_config import TrainerConfig
 
 DECODER = {"cell": "lstm", "embed_dim": 512, "hidden_dim": 512, "dropout": 0.5}
 

@@ -27,7 +27,8 @@ from captioner.models.model import CaptionModel
 from captioner.models.word_classes import with_word_ids
 from captioner.synthetic.dataset import synthetic_dataset
 from captioner.synthetic.scoring import AttributeAccuracy
-from captioner.training import Trainer, TrainerConfig
+from captioner.training import Trainer
+from captioner.training_config import TrainerConfig
 from captioner.vocab import Vocabulary
 
 # trainer settings changed from the demo's; "decoder" changes the model's decoder settings

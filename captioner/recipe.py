@@ -27,7 +27,9 @@ from captioner.io import write_json
 from captioner.models.encoder import Encoder, encoder_preprocess
 from captioner.models.model import CaptionModel
 from captioner.models.word_classes import WordClasses, with_word_ids
-from captioner.training import BEST, Trainer, TrainerConfig, feature_extraction
+from captioner.training import BEST, Trainer
+from captioner.training_config import TrainerConfig
+from captioner.training_data import feature_extraction
 from captioner.vocab import Vocabulary
 
 

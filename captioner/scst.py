@@ -13,36 +13,15 @@ pairs fell from 0.733 to 0.240 (benchmarks/README.md, "Self-critical training").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from captioner.data.formats import ImageRecord
 from captioner.decoding import beam_search, sample
-from captioner.errors import CaptionerError
 from captioner.models.model import CaptionModel
 from captioner.rewards import CiderD
+from captioner.training_config import ScstConfig
 from captioner.vocab import Vocabulary
-
-BASELINES = ("greedy", "mean")
-
-
-@dataclass
-class ScstConfig:
-    """``trainer.scst``: captions sampled per image, the baseline, the sampling temperature."""
-
-    samples: int = 5
-    baseline: str = "greedy"  # greedy: the greedy caption's reward | mean: the image's other samples'
-    temperature: float = 1.0
-
-    def __post_init__(self):
-        if self.baseline not in BASELINES:
-            raise CaptionerError(f"trainer.scst.baseline must be one of {', '.join(BASELINES)}, got {self.baseline!r}")
-        if self.samples < (2 if self.baseline == "mean" else 1):
-            raise CaptionerError(f"trainer.scst.samples={self.samples}: the {self.baseline} baseline needs at least "
-                                 f"{2 if self.baseline == 'mean' else 1}")
-        if self.temperature <= 0:
-            raise CaptionerError(f"trainer.scst.temperature must be > 0, got {self.temperature}")
 
 
 def caption_words(tokens: list[int], vocab: Vocabulary) -> list[int]:
@@ -85,14 +64,25 @@ def self_critical_loss(model: CaptionModel, pixels: torch.Tensor, references: li
 
 
 class SelfCritical(nn.Module):
-    """The model's self-critical loss as a module's ``forward``, so that DDP can wrap it and average
-    the gradients over the processes (each samples its own share of the images)."""
+    """The self-critical objective (:mod:`captioner.objectives`' contract): each image's references are its
+    captions in the batch; ``figures`` add the samples' mean reward. A module, so that DDP can wrap it and
+    average the gradients over the processes (each samples its own share of the images)."""
 
     def __init__(self, model: CaptionModel, reward: CiderD, vocab: Vocabulary, config: ScstConfig, max_length: int):
         super().__init__()
         self.model = model
         self.reward, self.vocab, self.config, self.max_length = reward, vocab, config, max_length
 
-    def forward(self, pixels: torch.Tensor, references: list[list[list[int]]]) -> tuple[torch.Tensor, dict]:
-        return self_critical_loss(self.model, pixels, references, self.reward, self.vocab, self.config,
-                                  self.max_length)
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor,
+                word_targets: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
+        references: list[list[list[int]]] = [[] for _ in range(len(pixels))]
+        for row, image in zip(tokens.tolist(), image_index.tolist()):
+            references[image].append(caption_words(row, self.vocab))
+        loss, figures = self_critical_loss(self.model, pixels, references, self.reward, self.vocab, self.config,
+                                           self.max_length)
+        return loss, figures | {"loss": loss.item()}
+
+
+def training_reward(records: list[ImageRecord], vocab: Vocabulary, max_length: int) -> CiderD:
+    """CIDEr-D with the document frequencies of the training references (as the model reads them)."""
+    return CiderD([[caption_words(vocab.encode(c, max_length), vocab) for c in r.captions] for r in records])

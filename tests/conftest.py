@@ -19,7 +19,8 @@ import pytest
 
 from captioner.recipe import train
 from captioner.synthetic.dataset import synthetic_dataset
-from captioner.training import Trainer, TrainerConfig
+from captioner.training import Trainer
+from captioner.training_config import TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
@@ -103,10 +104,10 @@ def attention_checkpoint(tiny_records, tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def interrupted_at_step(step_method: str, step: int = 5) -> Iterator[None]:
-    """Inside the block ``Trainer.<step_method>`` raises KeyboardInterrupt at its ``step``-th call, as
-    Ctrl-C would (last.pt is saved, the run stops)."""
-    real, calls = getattr(Trainer, step_method), [0]
+def interrupted_at_step(step: int = 5) -> Iterator[None]:
+    """Inside the block the ``step``-th optimizer step raises KeyboardInterrupt, as Ctrl-C would (last.pt
+    is saved, the run stops)."""
+    real, calls = Trainer._step, [0]
 
     def interrupting(self, *args):
         calls[0] += 1
@@ -114,11 +115,11 @@ def interrupted_at_step(step_method: str, step: int = 5) -> Iterator[None]:
             raise KeyboardInterrupt
         return real(self, *args)
 
-    setattr(Trainer, step_method, interrupting)
+    Trainer._step = interrupting
     try:
         yield
     finally:
-        setattr(Trainer, step_method, real)
+        Trainer._step = real
 
 
 def tiny_data(work: Path) -> list[str]:

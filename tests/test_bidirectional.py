@@ -12,8 +12,8 @@ from captioner.decode_options import DecodeOptions
 from captioner.decoding import decode, reverse_log_probs
 from captioner.models.decoder import Decoder
 from captioner.models.model import CaptionModel, reverse_captions
+from captioner.objectives import one_caption_per_image
 from captioner.recipe import train
-from captioner.training import one_caption_per_image
 
 BOS, EOS, PAD = 1, 2, 0
 
@@ -102,7 +102,7 @@ def test_a_reverse_decoder_on_one_caption_per_image_trains_and_resumes_to_the_sa
     torch.manual_seed(0)
     train(tiny_records, tmp_path / "all", TINY_ENCODER, settings,
           tiny_trainer(**config | {"reverse_captions_per_image": "all"}), image_size=32, test_split=None)
-    with interrupted_at_step("_train_step"), pytest.raises(Exception, match="interrupted"):
+    with interrupted_at_step(), pytest.raises(Exception, match="interrupted"):
         torch.manual_seed(0)
         train(tiny_records, tmp_path / "b", TINY_ENCODER, settings, tiny_trainer(**config), image_size=32,
               test_split=None)

@@ -13,7 +13,7 @@ from captioner.models.model import CaptionModel
 from captioner.models.word_classes import with_word_ids
 from captioner.synthetic.scenes import COLOUR_WORDS, SHAPE_WORDS
 from captioner.synthetic.scoring import AttributeAccuracy
-from captioner.training import TrainerConfig
+from captioner.training_config import TrainerConfig
 from captioner.vocab import Vocabulary
 
 PRIMARY = sorted(p.stem for p in Path(CONFIG_PATH).glob("*.yaml"))

@@ -1,11 +1,15 @@
-"""The README's commands run as written: each one that needs only the demo model (or files a user has
-at hand) runs in a shell, in a folder laid out as the README assumes, with a small model as the demo's."""
+"""The docs as a reader meets them: every link leads somewhere, and every command works as written.
+
+A command that needs only the demo model (or files a user has at hand) runs in a shell, in a folder
+laid out as the docs assume, with a small model as the demo's; the server answers the curl examples;
+every other command (training, extraction, clusters) composes its config with Hydra (``--cfg job``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -13,9 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_until_serving
+from conftest import run_if, wait_until_serving
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 DEMO_MODEL = "checkpoint=outputs/demo/model.pt"
 
 pytestmark = pytest.mark.slow
@@ -38,9 +43,12 @@ def runnable(command: str) -> bool:
             and (DEMO_MODEL in command or "predictions=results.json" in command))
 
 
-README_COMMANDS = [c for c in shell_commands(README.read_text()) if runnable(c)]
-SERVE_COMMANDS = [c for c in shell_commands(README.read_text())
+ALL_COMMANDS = list(dict.fromkeys(c for page in PAGES for c in shell_commands(page.read_text())))
+RUN_COMMANDS = [c for c in ALL_COMMANDS if runnable(c)]
+SERVE_COMMANDS = [c for c in shell_commands((ROOT / "README.md").read_text())
                   if c.startswith("captioner-serve") or c.startswith("curl ")]
+CONFIG_COMMANDS = [c for c in ALL_COMMANDS if c not in RUN_COMMANDS and c not in SERVE_COMMANDS
+                   and re.match(r"(captioner-|torchrun .*-m captioner\.cli\.)", c)]
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +73,17 @@ def layout(trained, media, tmp_path_factory) -> Path:
     return here
 
 
-def test_the_readme_has_the_commands_a_new_user_runs_first():
-    assert sum(c.startswith("captioner-caption") for c in README_COMMANDS) >= 3
-    assert any(c.startswith("captioner-tag") for c in README_COMMANDS)
-    assert any(c.startswith("captioner-evaluate") for c in README_COMMANDS)
+def test_the_docs_have_the_commands_a_new_user_runs_first():
+    assert sum(c.startswith("captioner-caption") for c in RUN_COMMANDS) >= 3
+    assert any(c.startswith("captioner-tag") for c in RUN_COMMANDS)
+    assert any(c.startswith("captioner-evaluate") for c in RUN_COMMANDS)
 
 
 ENVIRONMENT = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
-@pytest.mark.parametrize("command", README_COMMANDS)
-def test_a_readme_command_runs_as_written(layout, command):
+@pytest.mark.parametrize("command", RUN_COMMANDS)
+def test_a_command_runs_as_written(layout, command):
     result = subprocess.run(["bash", "-c", command], cwd=layout, env=ENVIRONMENT, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -84,9 +92,8 @@ def test_a_readme_command_runs_as_written(layout, command):
         assert (layout / written).stat().st_size > 0
 
 
+@run_if(curl=True)
 def test_the_readme_server_answers_its_curl_examples(layout):
-    if not shutil.which("curl"):
-        pytest.skip("no curl")
     (serve, *requests) = SERVE_COMMANDS
     port = re.search(r"\bport=(\d+)", serve).group(1)
     server = subprocess.Popen(["bash", "-c", f"exec {serve}"], cwd=layout, env=ENVIRONMENT, stdout=subprocess.PIPE,
@@ -104,3 +111,47 @@ def test_the_readme_server_answers_its_curl_examples(layout):
         server.send_signal(signal.SIGINT)
         _, stderr = server.communicate(timeout=60)
     assert server.returncode == 0 and "Traceback" not in stderr, stderr
+
+
+def as_config_check(command: str) -> list[str]:
+    """``command`` as a composition of its config: the module run by ``python -m``, ``--cfg job``, and a
+    sweep's first value for each swept option (a multirun composes each job the same way)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    words = shlex.split(os.path.expandvars(command))
+    module = (f"captioner.cli.{words[0].removeprefix('captioner-')}" if words[0].startswith("captioner-")
+              else words[words.index("-m") + 1])
+    overrides = [w for w in words[1:] if "=" in w and not w.startswith("-")]
+    parser, checked = OverridesParser.create(), []
+    for override in overrides:
+        parsed = parser.parse_overrides([override])[0]
+        if parsed.is_sweep_override():
+            override = f"{parsed.get_key_element()}={parsed.value().list[0]}"
+        checked.append(override)
+    return [sys.executable, "-m", module, *checked, "--cfg", "job"]
+
+
+@pytest.mark.parametrize("command", CONFIG_COMMANDS)
+def test_a_command_that_trains_composes_its_config(command, tmp_path):
+    result = subprocess.run(as_config_check(command), cwd=tmp_path, env=ENVIRONMENT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def headings(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings."""
+    return {re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+            for title in re.findall(r"^#+ (.*)$", page.read_text(), flags=re.M)}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_link_leads_somewhere(page):
+    links = re.findall(r"\]\(([^)\s]+)\)", page.read_text())
+    for link in links:
+        if re.match(r"https?://", link):
+            continue
+        target, _, anchor = link.partition("#")
+        path = (page.parent / target).resolve() if target else page
+        assert path.exists(), f"{page.name}: {link} leads nowhere"
+        if anchor and path.suffix == ".md":
+            assert anchor in headings(path), f"{page.name}: no heading #{anchor} in {path.name}"

@@ -24,13 +24,13 @@ ATTENDING = TINY_DECODER | {"attention_dim": 8, "word_prior": True, "image_input
 def test_fp16_autocast_step_with_the_grad_scaler(tiny_records, tmp_path, monkeypatch):
     monkeypatch.setattr("captioner.training.autocast_dtype", lambda device: torch.float16)  # even where bf16 is there
     steps = []
-    real = Trainer._train_step
+    real = Trainer._step
 
     def record(self, *args):
         steps.append((self.autocast().fast_dtype, self.scaler.is_enabled()))
         return real(self, *args)
 
-    monkeypatch.setattr(Trainer, "_train_step", record)
+    monkeypatch.setattr(Trainer, "_step", record)
     metrics = train(tiny_records, tmp_path, TINY_ENCODER, ATTENDING, tiny_trainer(device="cuda", max_steps=3),
                     image_size=32, test_split=None)
     assert steps and all(step == (torch.float16, True) for step in steps)
@@ -68,7 +68,7 @@ def test_resume_on_cuda_ends_with_the_uninterrupted_weights(tiny_records, tmp_pa
         return load_checkpoint(out / "last.pt")
 
     whole = run(tmp_path / "whole")
-    with interrupted_at_step("_train_step"), pytest.raises(Exception, match="interrupted"):
+    with interrupted_at_step(), pytest.raises(Exception, match="interrupted"):
         run(tmp_path / "cut")
     resumed = run(tmp_path / "cut", resume=True)
     assert resumed["step"] == whole["step"] == 12

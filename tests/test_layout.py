@@ -47,3 +47,16 @@ def test_the_synthetic_world_is_named_only_in_configs_and_docs():
             if isinstance(node, ast.Name | ast.Attribute):
                 name = node.id if isinstance(node, ast.Name) else node.attr
                 assert "synthetic" not in name.lower(), f"{path}:{node.lineno}: {name}"
+
+
+def test_functions_fit_on_a_screen_and_the_training_loop_stays_a_loop():
+    """No function in the package over 50 lines; ``Trainer`` (the loop, its objectives elsewhere) under 200."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            size = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and size > 50:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({size} lines)")
+            if isinstance(node, ast.ClassDef) and node.name == "Trainer":
+                assert size < 200, f"Trainer is {size} lines"
+    assert not long, long

@@ -12,7 +12,8 @@ from PIL import Image
 from captioner import Captioner, CaptionerError
 from captioner.checkpoint import load_checkpoint
 from captioner.recipe import train
-from captioner.scst import ScstConfig, self_critical_loss
+from captioner.scst import self_critical_loss
+from captioner.training_config import ScstConfig
 
 
 class Rewards:
@@ -94,7 +95,7 @@ def test_scst_from_a_trained_model_trains_and_resumes_to_identical_weights(tiny_
     assert len(rows) == 2 and "val_CIDEr" in rows[0] and uninterrupted["step"] == 12
     assert 0.0 <= float(rows[0]["train_reward"]) and "train_reward" in metrics
 
-    with interrupted_at_step("_self_critical_step"), pytest.raises(Exception, match="interrupted"):
+    with interrupted_at_step(), pytest.raises(Exception, match="interrupted"):
         _scst(tiny_records, tmp_path / "b", tiny_checkpoint)
     _, resumed = _scst(tiny_records, tmp_path / "b", tiny_checkpoint, resume=True)
     assert resumed["step"] == 12

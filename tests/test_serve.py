@@ -163,8 +163,8 @@ def test_a_request_whose_client_left_is_not_decoded_and_health_answers_meanwhile
         pixels = captioner.transform(Image.open(io.BytesIO(images[0])).convert("RGB"))[None]
 
         async def scenario():
-            first = asyncio.ensure_future(batcher.caption(pixels, DecodeOptions()))
-            second = asyncio.ensure_future(batcher.caption(pixels, DecodeOptions()))
+            first = asyncio.ensure_future(batcher.submit(pixels, DecodeOptions()))
+            second = asyncio.ensure_future(batcher.submit(pixels, DecodeOptions()))
             await asyncio.sleep(0.2)  # the first is being decoded (held), the second waits its turn
             second.cancel()
             release.set()
@@ -179,6 +179,22 @@ def test_a_request_whose_client_left_is_not_decoded_and_health_answers_meanwhile
         release.set()
         batcher.close()
         del captioner.decode_tensors
+
+
+def test_a_lone_request_is_not_held_for_the_batch_wait(captioner, images):
+    pixels = captioner.transform(Image.open(io.BytesIO(images[0])).convert("RGB"))[None]
+    for coming, held in ((lambda: 0, False), (lambda: 1, True)):  # nothing on its way / another being read
+        batcher = Batcher(captioner, batch_size=8, max_wait_ms=3000, coming=coming)
+        started = time.monotonic()
+
+        async def one():
+            return await batcher.submit(pixels, DecodeOptions())
+
+        try:
+            assert asyncio.run(one()).candidates
+        finally:
+            batcher.close()
+        assert (time.monotonic() - started >= 3.0) == held
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def _train(records, out_dir, **overrides):
 def test_resume_after_interrupt_ends_with_identical_weights(tiny_records, tmp_path, settings):
     uninterrupted = _train(tiny_records, tmp_path / "a", **settings)
 
-    with interrupted_at_step("_train_step"), pytest.raises(Exception, match="interrupted"):
+    with interrupted_at_step(), pytest.raises(Exception, match="interrupted"):
         _train(tiny_records, tmp_path / "b", **settings)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
     resumed = _train(tiny_records, tmp_path / "b", resume=True, **settings)
@@ -174,7 +174,7 @@ def test_validation_scores_a_seeded_subset_with_the_coco_metrics_and_selects_by_
 
 
 def test_the_validation_subset_is_the_same_every_epoch_and_seeded(tiny_records):
-    from captioner.training import seeded_subset
+    from captioner.validation import seeded_subset
 
     size = len([r for r in tiny_records if r.split == "val"])
     chosen = seeded_subset(size, 5, 0)

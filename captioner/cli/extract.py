@@ -16,7 +16,7 @@ from captioner.cli.overrides import command
 from captioner.devices import resolve_device
 from captioner.models.encoder import Encoder
 from captioner.recipe import extract_features
-from captioner.training import TrainerConfig
+from captioner.training_config import TrainerConfig
 
 
 @command("extract")

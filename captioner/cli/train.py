@@ -14,7 +14,7 @@ from captioner.devices import resolve_device
 from captioner.models.decoder import Decoder
 from captioner.models.encoder import Encoder
 from captioner.recipe import train
-from captioner.training import TrainerConfig
+from captioner.training_config import TrainerConfig
 
 
 @command("train")

@@ -43,6 +43,15 @@ CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.
 HEADS: dict[str, type[nn.Module] | None] = {"plain": None, "word_classes": WordClasses}
 
 
+def _check_choices(cell: str, head: str, attended_dim: int, locations: int) -> None:
+    if cell not in CELLS:
+        raise CaptionerError(f"unknown decoder cell {cell!r}; choose one of: {', '.join(CELLS)}")
+    if head not in HEADS:
+        raise CaptionerError(f"unknown decoder head {head!r}; choose one of: {', '.join(HEADS)}")
+    if attended_dim % locations:
+        raise CaptionerError(f"feature size {attended_dim} does not split into {locations} locations")
+
+
 class Decoder(nn.Module):
     """Image features (B, F) and words -> word logits, with the options of the module's text; built
     from plain keyword arguments (as checkpoints store them). ``locations``: the encoder's grid cells."""
@@ -69,12 +78,7 @@ class Decoder(nn.Module):
         settings = {k: v for k, v in locals().items() if k not in ("self", "__class__", "bidirectional")}
         head = dict(head or {"name": "plain"})
         head_name = head.pop("name", "plain")
-        if cell not in CELLS:
-            raise CaptionerError(f"unknown decoder cell {cell!r}; choose one of: {', '.join(CELLS)}")
-        if head_name not in HEADS:
-            raise CaptionerError(f"unknown decoder head {head_name!r}; choose one of: {', '.join(HEADS)}")
-        if attention_dim and feature_dim % locations:
-            raise CaptionerError(f"feature size {feature_dim} does not split into {locations} locations")
+        _check_choices(cell, head_name, feature_dim if attention_dim else 0, locations)
         self.num_layers, self.hidden_dim, self.locations = num_layers, hidden_dim, locations
         self.num_states = 2 if cell == "lstm" else 1
         # The head first (it draws no random numbers): its parameters lead parameters(), where the

@@ -2,8 +2,10 @@
 
 Each request's images wait in a queue. One model thread takes the oldest request, then whatever else
 arrives within ``max_wait_ms`` of it with the same decoding options, up to ``batch_size`` images, and
-decodes them as one batch (the batch size and delay of TorchServe and Triton). A request whose client
-has left is dropped before its batch is decoded, so it costs nothing else."""
+decodes them as one batch (the batch size and delay of TorchServe and Triton). It waits only while
+other requests are on their way (``coming``: received, their images still being read), so a lone
+request is decoded at once. A request whose client has left is dropped before its batch is decoded,
+so it costs nothing else."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,25 +45,28 @@ class _Job:
 
 
 class Batcher:
-    """The model thread and its queue; ``await batcher.caption(...)`` from the event loop."""
+    """The model thread and its queue; ``await batcher.submit(...)`` from the event loop."""
 
-    def __init__(self, captioner: Captioner, batch_size: int = 16, max_wait_ms: float = 10.0):
+    def __init__(self, captioner: Captioner, batch_size: int = 16, max_wait_ms: float = 10.0,
+                 coming: Callable[[], int] = lambda: 1):
         self.captioner = captioner
         self.batch_size = batch_size
         self.max_wait = max_wait_ms / 1000
+        self.coming = coming  # requests received and not yet queued: worth waiting for
         self.batch_sizes: Counter[int] = Counter()  # images per decoded batch -> how many batches
         self.abandoned = 0  # requests dropped because their client left before their batch
         self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="captioner-batcher", daemon=True)
         self._thread.start()
 
-    async def caption(self, pixels: torch.Tensor, options: DecodeOptions, attention: bool = False) -> Decoded:
-        """The captions of ``pixels`` (n, 3, S, S), decoded with whatever else is queued with these options.
-        Cancelled (the client left): the images are not decoded unless their batch has begun."""
+    def submit(self, pixels: torch.Tensor, options: DecodeOptions, attention: bool = False) -> asyncio.Future:
+        """Queue ``pixels`` (n, 3, S, S), from the event loop; the future is their :class:`Decoded`, decoded
+        with whatever else is queued with these options. Cancel it (the client left) and the images are
+        not decoded unless their batch has begun."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.put(_Job(pixels, options, attention, future, loop, time.monotonic()))
-        return await future
+        return future
 
     def close(self) -> None:
         """Stop the model thread after the requests already queued."""
@@ -85,8 +91,9 @@ class Batcher:
                 size += len(job.pixels)
         deadline = first.arrived + self.max_wait
         while size < self.batch_size:
-            try:  # past the deadline (timeout 0): still what is already queued
-                job = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            wait = deadline - time.monotonic() if self.coming() else 0.0
+            try:  # past the deadline, or nothing coming (timeout 0): still what is already queued
+                job = self._queue.get(timeout=max(0.0, wait))
             except queue.Empty:
                 break
             if job is not None and job.options == first.options and size + len(job.pixels) <= self.batch_size:

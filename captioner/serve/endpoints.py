@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import io
 from importlib import resources
 
@@ -31,14 +32,13 @@ def app(captioner: Captioner, batch_size: int = 16, max_wait_ms: float = 10.0, m
     """A FastAPI app that captions uploaded images with ``captioner``, concurrent requests in batches of
     up to ``batch_size`` images gathered for at most ``max_wait_ms``; mount it in an app of your own or
     serve it with uvicorn (``captioner-serve``)."""
-    batcher = Batcher(captioner, batch_size, max_wait_ms)
-    defaults = decode or DecodeOptions()
-    has_attention = captioner.model.decoder.attention is not None
+    service = CaptionService(captioner, decode or DecodeOptions(), round(max_upload_mb * 2**20), max_images)
+    service.batcher = Batcher(captioner, batch_size, max_wait_ms, coming=lambda: service.coming)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
-        await run_in_threadpool(batcher.close)
+        await run_in_threadpool(service.batcher.close)
 
     api = FastAPI(title="captioner", lifespan=lifespan, docs_url="/docs", redoc_url=None)
 
@@ -48,39 +48,74 @@ def app(captioner: Captioner, batch_size: int = 16, max_wait_ms: float = 10.0, m
 
     @api.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "attention": has_attention, "batch_size": batch_size, "max_wait_ms": max_wait_ms,
-                "batches": {str(size): count for size, count in sorted(batcher.batch_sizes.items())},
-                "abandoned": batcher.abandoned}
+        batcher = service.batcher
+        return {"status": "ok", "attention": service.has_attention, "batch_size": batch_size,
+                "max_wait_ms": max_wait_ms, "abandoned": batcher.abandoned,
+                "batches": {str(size): count for size, count in sorted(batcher.batch_sizes.items())}}
 
     @api.get("/", response_class=HTMLResponse)
     async def page() -> str:
         return resources.files("captioner.serve").joinpath("page.html").read_text(encoding="utf-8")
 
-    @api.post("/caption")
-    async def caption(request: Request):
-        options, attention = request_options(request.query_params, defaults)
-        if attention and not has_attention:
+    api.post("/caption")(service.caption)
+    return api
+
+
+class CaptionService:
+    """``POST /caption``: a request's options and images checked, decoded with whatever else is queued."""
+
+    def __init__(self, captioner: Captioner, defaults: DecodeOptions, max_bytes: int, max_images: int):
+        self.captioner, self.defaults = captioner, defaults
+        self.max_bytes, self.max_images = max_bytes, max_images
+        self.has_attention = captioner.model.decoder.attention is not None
+        self.batcher: Batcher | None = None  # set by app(): it asks how many requests are coming
+        self.coming = 0  # requests being read, not yet queued (on the event loop's thread only)
+
+    async def caption(self, request: Request):
+        self.coming += 1
+        try:
+            asked = await self._read(request)
+            decoding = self.batcher.submit(asked.pixels, asked.options, asked.attention)
+        finally:
+            self.coming -= 1  # queued (or refused): no longer worth a batch's wait
+        decoded = await _unless_client_leaves(request, decoding)
+        if decoded is None:
+            return Response(status_code=CLIENT_CLOSED)
+        answers = iter(await run_in_threadpool(_answers, [i for i in asked.images if i is not None], decoded))
+        results = [{"file": upload.name, "error": error} if error else {"file": upload.name, **next(answers)}
+                   for upload, error in zip(asked.uploads, asked.errors)]
+        if not asked.is_form:
+            del results[0]["file"]
+            return results[0]
+        return results
+
+    async def _read(self, request: Request) -> Asked:
+        """The request's checked options and its images, preprocessed; RequestError for what cannot be served."""
+        options, attention = request_options(request.query_params, self.defaults)
+        if attention and not self.has_attention:
             raise RequestError(400, "this model has no attention (trained with model.decoder.attention_dim=0)")
-        uploads, is_form = await read_uploads(request, round(max_upload_mb * 2**20), max_images)
+        uploads, is_form = await read_uploads(request, self.max_bytes, self.max_images)
         images, errors = await run_in_threadpool(_read, uploads)
         if not is_form and errors[0]:
             raise RequestError(422, errors[0])
         readable = [image for image in images if image is not None]
         if not readable:
             raise RequestError(422, "no image could be read: " + "; ".join(errors))
-        pixels = await run_in_threadpool(lambda: torch.stack([captioner.transform(image) for image in readable]))
-        decoded = await _unless_client_leaves(request, batcher.caption(pixels, options, attention))
-        if decoded is None:
-            return Response(status_code=CLIENT_CLOSED)
-        answers = iter(await run_in_threadpool(_answers, readable, decoded))
-        results = [{"file": upload.name, "error": error} if error else {"file": upload.name, **next(answers)}
-                   for upload, error in zip(uploads, errors)]
-        if not is_form:
-            del results[0]["file"]
-            return results[0]
-        return results
+        pixels = await run_in_threadpool(lambda: torch.stack([self.captioner.transform(image) for image in readable]))
+        return Asked(options, attention, uploads, is_form, images, errors, pixels)
 
-    return api
+
+@dataclasses.dataclass
+class Asked:
+    """A request read: its options, its uploads (each an image or the reason it is not), their pixels."""
+
+    options: DecodeOptions
+    attention: bool
+    uploads: list[Upload]
+    is_form: bool
+    images: list  # PIL images, None where the upload is not one
+    errors: list[str | None]
+    pixels: torch.Tensor  # (readable images, 3, S, S)
 
 
 def _read(uploads: list[Upload]) -> tuple[list, list[str | None]]:
@@ -113,7 +148,7 @@ def _png_data_url(picture) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-async def _unless_client_leaves(request: Request, work):
+async def _unless_client_leaves(request: Request, work: asyncio.Future):
     """``work``'s result, or None once the client has closed the connection (``work`` is then cancelled)."""
     task = asyncio.ensure_future(work)
     left = asyncio.ensure_future(_client_left(request))
