@@ -8,7 +8,7 @@ the decoder's own ``step``, so the log-probabilities that get the gradient are t
 as they were drawn; its logits are formed as in training (``as_trained``: a word-class head's
 training weight and logit adjustment; the same as decoding for a plain head). Sampling from the
 decoding form instead taught the demo model to lean on the language prior: held-out colour-shape
-pairs fell from 0.733 to 0.240 (benchmarks/README.md, "Self-critical training").
+pairs were named right far less often (benchmarks/README.md, "Self-critical training").
 """
 
 from __future__ import annotations

@@ -81,9 +81,8 @@ class Decoder(nn.Module):
         _check_choices(cell, head_name, feature_dim if attention_dim else 0, locations)
         self.num_layers, self.hidden_dim, self.locations = num_layers, hidden_dim, locations
         self.num_states = 2 if cell == "lstm" else 1
-        # The head first (it draws no random numbers): its parameters lead parameters(), where the
-        # pointer's scale has always been, so clipping sums the gradient norms in the same order and a
-        # recipe trains to the same weights, bit for bit, across versions.
+        # The head first (it draws no random numbers): its parameters lead parameters(), so gradient
+        # clipping sums the norms in the order checkpoints of every format version were trained with.
         part = HEADS[head_name]
         self.head = part(vocab_size, hidden_dim, sees_image=bool(word_prior or attention_dim),
                          attends=bool(attention_dim), **head) if part else None

@@ -47,7 +47,7 @@ from captioner.video.shots import ANALYSIS_WIDTH, ShotDetector, ShotOptions
 # Frames kept as keyframe candidates for shots shorter than the sampling step: one per this many
 # seconds, and every frame that may start a shot, so that each shot has one. They are kept decoded
 # and converted only if chosen (rarely), those of the last (every_seconds + 1) seconds, at most
-# CANDIDATES_KEPT (a decoded 4K frame is 12 MB; fast motion makes many frames "may start a shot").
+# CANDIDATES_KEPT (a decoded 4K frame is large; fast motion makes many frames "may start a shot").
 CANDIDATE_SECONDS = 0.25
 CANDIDATES_KEPT = 16
 

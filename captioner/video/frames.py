@@ -75,8 +75,7 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, VideoInfo
         raise VideoError(path, "no video stream, only a cover picture (an audio file)")
     stream = video_stream(container)
     # frame and slice threads, one per usable core (analysis.py may give fewer): FFmpeg's own choice
-    # (cores + 1) decoded 720p H.264 1.3x slower on 2 cores, slice threads alone 1.3x slower too
-    # (benchmarks/README.md, "Video tagging")
+    # (cores + 1), and slice threads alone, both decoded slower (benchmarks/README.md, "Video tagging")
     stream.thread_type = "AUTO"
     stream.codec_context.thread_count = min(usable_cores(), 16)
     rate = stream.average_rate or stream.guessed_rate

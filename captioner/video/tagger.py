@@ -36,11 +36,10 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 # Thumbnails kept for the open shot, candidates for its keyframe. A longer shot keeps every 2nd,
 # 4th ... sample's: its keyframe is then the kept sample nearest its middle. Without this bound a
-# 10-minute single-shot video held 600 thumbnails: peak RSS 933 vs 844 MiB for 1 minute.
+# single-shot video holds a thumbnail per sample, and memory grows with its length.
 SHOT_THUMBNAILS = 32
 # torch's threads while pictures are captioned: the analysis process decodes on the other cores.
-# Both on all cores oversubscribe the CPU (on 2 cores: 60 s of 720p tagged in 2.22 s vs 1.82 s with 1
-# thread, benchmarks/README.md, "Video tagging").
+# Both on all cores oversubscribe the CPU (benchmarks/README.md, "Video tagging").
 CAPTION_THREADS = max(1, usable_cores() // 2)
 
 
