@@ -118,6 +118,8 @@ def images() -> list[tuple[bytes, str]]:
 
 
 def main() -> None:
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a background job: the servers must see Ctrl-C to stop
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default="outputs/demo/model.pt")
     parser.add_argument("--requests", type=int, default=1000)

@@ -23,6 +23,12 @@ from captioner.training import Trainer
 from captioner.training_config import TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The tests press Ctrl-C on the commands they start (SIGINT). A shell's background job starts with
+# SIGINT ignored, and a child inherits that: the commands would never see it. A handler (not "ignore")
+# here lets every command start with the default, as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 MEDIA = ROOT.parent / "shared" / "media"
 
 TINY_ENCODER = {"name": "resnet18", "weights": None, "grid_size": 2}
