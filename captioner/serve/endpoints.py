@@ -32,8 +32,8 @@ def app(captioner: Captioner, batch_size: int = 16, max_wait_ms: float = 10.0, m
     """A FastAPI app that captions uploaded images with ``captioner``, concurrent requests in batches of
     up to ``batch_size`` images gathered for at most ``max_wait_ms``; mount it in an app of your own or
     serve it with uvicorn (``captioner-serve``)."""
-    service = CaptionService(captioner, decode or DecodeOptions(), round(max_upload_mb * 2**20), max_images)
-    service.batcher = Batcher(captioner, batch_size, max_wait_ms, coming=lambda: service.coming)
+    service = CaptionService(captioner, batch_size, max_wait_ms, decode or DecodeOptions(),
+                             round(max_upload_mb * 2**20), max_images)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -64,12 +64,13 @@ def app(captioner: Captioner, batch_size: int = 16, max_wait_ms: float = 10.0, m
 class CaptionService:
     """``POST /caption``: a request's options and images checked, decoded with whatever else is queued."""
 
-    def __init__(self, captioner: Captioner, defaults: DecodeOptions, max_bytes: int, max_images: int):
+    def __init__(self, captioner: Captioner, batch_size: int, max_wait_ms: float, defaults: DecodeOptions,
+                 max_bytes: int, max_images: int):
         self.captioner, self.defaults = captioner, defaults
         self.max_bytes, self.max_images = max_bytes, max_images
         self.has_attention = captioner.model.decoder.attention is not None
-        self.batcher: Batcher | None = None  # set by app(): it asks how many requests are coming
         self.coming = 0  # requests being read, not yet queued (on the event loop's thread only)
+        self.batcher = Batcher(captioner, batch_size, max_wait_ms, coming=lambda: self.coming)
 
     async def caption(self, request: Request):
         self.coming += 1
@@ -81,7 +82,7 @@ class CaptionService:
         decoded = await _unless_client_leaves(request, decoding)
         if decoded is None:
             return Response(status_code=CLIENT_CLOSED)
-        answers = iter(await run_in_threadpool(_answers, [i for i in asked.images if i is not None], decoded))
+        answers = iter(await run_in_threadpool(_answers, asked.readable, decoded))
         results = [{"file": upload.name, "error": error} if error else {"file": upload.name, **next(answers)}
                    for upload, error in zip(asked.uploads, asked.errors)]
         if not asked.is_form:
@@ -95,14 +96,14 @@ class CaptionService:
         if attention and not self.has_attention:
             raise RequestError(400, "this model has no attention (trained with model.decoder.attention_dim=0)")
         uploads, is_form = await read_uploads(request, self.max_bytes, self.max_images)
-        images, errors = await run_in_threadpool(_read, uploads)
+        images, errors = await run_in_threadpool(_images, uploads)
         if not is_form and errors[0]:
             raise RequestError(422, errors[0])
         readable = [image for image in images if image is not None]
         if not readable:
             raise RequestError(422, "no image could be read: " + "; ".join(errors))
         pixels = await run_in_threadpool(lambda: torch.stack([self.captioner.transform(image) for image in readable]))
-        return Asked(options, attention, uploads, is_form, images, errors, pixels)
+        return Asked(options, attention, uploads, is_form, readable, errors, pixels)
 
 
 @dataclasses.dataclass
@@ -113,12 +114,12 @@ class Asked:
     attention: bool
     uploads: list[Upload]
     is_form: bool
-    images: list  # PIL images, None where the upload is not one
-    errors: list[str | None]
+    readable: list  # the uploads that are images, as PIL images
+    errors: list[str | None]  # per upload: why it is not an image, or None
     pixels: torch.Tensor  # (readable images, 3, S, S)
 
 
-def _read(uploads: list[Upload]) -> tuple[list, list[str | None]]:
+def _images(uploads: list[Upload]) -> tuple[list, list[str | None]]:
     """Each upload as an RGB image or the one-line reason it is not one (naming it)."""
     images, errors = [], []
     for upload in uploads:
