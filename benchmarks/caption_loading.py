@@ -87,10 +87,9 @@ def main() -> None:
         for encoder in args.encoders:
             captioner = untrained_captioner(encoder)
             pixels = torch.cat([b.pixels for b in load_images(paths[:128], transform, 32, num_workers=0)])
-            model = rate(len(pixels), lambda: [captioner.caption_tensors(pixels[i : i + 32])
-                                               for i in range(0, len(pixels), 32)])
-            sequential = rate(len(paths), lambda: list(captioner.caption_files(paths, num_workers=0)))
-            workers = rate(len(paths), lambda: list(captioner.caption_files(paths)))
+            model = rate(len(pixels), lambda: captioner.caption(pixels, 32))
+            sequential = rate(len(paths), lambda: list(captioner.caption_results(paths, num_workers=0)))
+            workers = rate(len(paths), lambda: list(captioner.caption_results(paths)))
             captioner.save(work / f"{encoder}.pt")
             startup = command_seconds(work / f"{encoder}.pt", work / "one", work / "one.jsonl")
             whole = command_seconds(work / f"{encoder}.pt", work / "images", work / "all.jsonl")

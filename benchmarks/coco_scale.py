@@ -145,7 +145,7 @@ def part_build(work: Path, recipe: str, device: str, **_) -> dict:
         for name, run in [("encoder", lambda: model.encoder(pixels)),
                           ("teacher_forcing_5", lambda: model(pixels, tokens, torch.zeros(5, dtype=torch.long,
                                                                                           device=pixels.device))),
-                          ("beam", lambda: captioner.decode_tensors(pixels, **dataclasses.asdict(
+                          ("beam", lambda: captioner.caption_candidates(pixels, **dataclasses.asdict(
                               dataclasses.replace(settings["decode"], amp=False, max_length=settings["max_length"]))))]:
             with FlopCounterMode(display=False) as counter:
                 run()
@@ -268,8 +268,8 @@ def part_caption(work: Path, recipe: str, device: str, **_) -> dict:
     rates = {}
     for amp in (False, True, False, True):
         started = time.perf_counter()
-        list(captioner.caption_files(paths, batch_size=32, num_workers=settings["trainer"].num_workers,
-                                     **(decode | {"amp": amp})))
+        list(captioner.caption_results(paths, batch_size=32, num_workers=settings["trainer"].num_workers,
+                                       **(decode | {"amp": amp})))
         rates.setdefault(f"amp={amp}", []).append(len(paths) / (time.perf_counter() - started))
     return {name: max(values) for name, values in rates.items()} | {"images": len(paths)}
 

@@ -16,6 +16,7 @@ import torch
 
 from captioner import Captioner
 from captioner.data.formats import split_records
+from captioner.data.loading import load_images
 from captioner.synthetic.dataset import synthetic_dataset
 
 
@@ -27,7 +28,7 @@ def captions_per_second(captioner: Captioner, pixels: torch.Tensor, beam_size: i
         captions: list[str] = []
         started = time.perf_counter()
         for start in range(0, len(pixels), batch_size):
-            captions += captioner.caption_tensors(pixels[start : start + batch_size], beam_size=beam_size)
+            captions += captioner.caption(pixels[start : start + batch_size], batch_size, beam_size=beam_size)
         best = min(best, time.perf_counter() - started)
     return len(pixels) / best, captions
 
@@ -42,8 +43,9 @@ def main() -> None:
         raise SystemExit(f"{args.checkpoint}: not found; run `make demo` first or pass --checkpoint")
     captioner = Captioner.load(args.checkpoint)
     records = split_records(synthetic_dataset(), "test")[: args.images]
-    pixels = torch.cat([batch.pixels for batch in captioner.read_images([r.path for r in records], num_workers=0)])
-    captioner.caption_tensors(pixels[:8], beam_size=3)  # warm-up
+    pixels = torch.cat([batch.pixels for batch in load_images([r.path for r in records], captioner.transform,
+                                                              num_workers=0)])
+    captioner.caption(pixels[:8], beam_size=3)  # warm-up
     print(f"{len(pixels)} images, {torch.get_num_threads()} threads, checkpoint {args.checkpoint}")
     print(f"| beam | batch {args.batch_size} (captions/s) | one at a time (captions/s) | speed-up | identical |")
     print("|---|---|---|---|---|")

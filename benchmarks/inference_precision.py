@@ -64,7 +64,7 @@ def demo_captions(checkpoint: Path, rounds: int) -> None:
             api.autocast_dtype = (lambda device: torch.bfloat16) if amp else autocast_dtype  # forced, or the device's
             started = time.perf_counter()
             captions = [c for start in range(0, len(pixels), 64)
-                        for c in captioner.caption_tensors(pixels[start : start + 64], beam_size=3, amp=True)]
+                        for c in captioner.caption(pixels[start : start + 64], 64, beam_size=3, amp=True)]
             rates[setting] = max(rates.get(setting, 0.0), len(pixels) / (time.perf_counter() - started))
             results[setting] = captions
     print(f"\ndemo model {checkpoint}, {len(records)} test images, beam 3 (images already decoded):")

@@ -32,7 +32,7 @@ def main() -> None:
     model, index = captioner.model.eval(), captioner.vocab.index
     with torch.no_grad():
         word_probs = model.decoder.word_logits(model.encoder(pixels)).sigmoid()  # (N, V)
-    captions = captioner.caption_tensors(pixels)  # the images decoded once, above
+    captions = captioner.caption(pixels, len(pixels))  # the images decoded once, above
     count, detector_right, caption_right = Counter(), Counter(), Counter()
     for record, probs, caption in zip(singles, word_probs, captions):
         kind = "novel" if record.extra["attributes"].get("novel") else "seen"

@@ -13,9 +13,10 @@ import importlib
 
 from captioner.errors import CaptionerError, ImageError
 
-_LAZY = {"Captioner": "captioner.api", "CaptionResult": "captioner.api", "train": "captioner.recipe"}
+_LAZY = {"Candidate": "captioner.api", "Captioner": "captioner.api", "CaptionResult": "captioner.api",
+         "train": "captioner.recipe"}
 
-__all__ = ["CaptionResult", "Captioner", "CaptionerError", "ImageError", "train"]
+__all__ = ["Candidate", "CaptionResult", "Captioner", "CaptionerError", "ImageError", "train"]
 __version__ = "0.1.0"
 
 

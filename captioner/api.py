@@ -1,7 +1,13 @@
-"""The one way in: ``Captioner.load(path).caption(images)``, used by the CLIs and the Python API.
+"""The one way in: ``Captioner.load(path).caption(images)``, used by the CLIs, the server, video tagging
+and the Python API.
 
-Every captioning method takes the decoding options the same way, as keyword arguments of
-:class:`~captioner.decoding.DecodeOptions` (``beam_size=3``, ``strategy="sample"`` ...).
+One captioning loop, :meth:`Captioner.caption_results`: image files, PIL images or preprocessed
+tensors -> batches through the one loading path (:func:`~captioner.data.loading.load_images`) ->
+the search (:mod:`captioner.decoding`), then the re-ranker if there is one -> a
+:class:`CaptionResult` per image, with its candidates and, when asked, where the model looked.
+``caption`` and ``caption_candidates`` are views of it. Every method takes the decoding options
+the same way, as keyword arguments of :class:`~captioner.decode_options.DecodeOptions`
+(``beam_size=3``, ``strategy="sample"`` ...).
 
 The model runs at the precision the device is fast at, as training does: autocast where the device
 has fast low precision (bf16 on CPUs with bf16 instructions, bf16 or fp16 on CUDA; ``amp=False`` turns it
@@ -14,47 +20,65 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
 from captioner.checkpoint import broken_content, load_checkpoint, model_from_checkpoint, save_checkpoint
-from captioner.data.images import load_image
-from captioner.data.loading import ImageBatch, load_images
+from captioner.data.loading import ImageBatch, ImageSource, load_images
 from captioner.data.transforms import Preprocess
 from captioner.decode_options import DecodeOptions
 from captioner.decoding import decode
 from captioner.devices import autocast_dtype
-from captioner.errors import CaptionerError
+from captioner.errors import CaptionerError, ImageError
 from captioner.models.model import CaptionModel
+from captioner.reranking import BidirectionalReranking, reranker
 from captioner.vocab import Vocabulary
 
-ImageInput = str | Path | Image.Image
+Images = ImageSource | Sequence[ImageSource]  # one image, several, or a batch: a tensor (B, 3, S, S) or features (B, F)
+
+
+class Candidate(NamedTuple):
+    """One caption the search found, with the model's log-probability of it."""
+
+    caption: str
+    log_prob: float
 
 
 @dataclass
 class CaptionResult:
-    """The caption of one file, or why it could not be captioned."""
+    """The caption of one image, or why it could not be captioned."""
 
-    path: str
+    path: str  # the file; ``<image N>`` for the N-th input given in memory
     caption: str | None = None
     log_prob: float | None = None
-    candidates: list[tuple[str, float]] | None = None  # decode.num_captions > 1: all of them, best first
+    candidates: list[Candidate] | None = None  # decode.num_captions of them, best first
     error: str | None = None
     attention: np.ndarray | None = None  # asked for: (words, grid, grid), where the model looked for each word
     attention_strip: str | None = None  # where a command drew ``attention`` (captioner-caption attention_dir=)
 
+    def checked(self) -> CaptionResult:
+        """This result, or ImageError for an image that could not be read (where every image is needed)."""
+        if self.error is not None:
+            raise ImageError(self.path, self.error)
+        return self
+
 
 class Captioner:
-    """A trained captioning model with its vocabulary and preprocessing."""
+    """A trained captioning model with its vocabulary and preprocessing, and the re-ranker its captions go
+    through (None: the search's order)."""
 
     def __init__(self, model: CaptionModel, vocab: Vocabulary, preprocess: Preprocess,
-                 device: str | torch.device = "cpu", max_length: int = 30, channels_last: bool = True):
+                 device: str | torch.device = "cpu", max_length: int = 30, channels_last: bool = True,
+                 rerank: BidirectionalReranking | None = None):
         self.model = model.to(device).eval()
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.channels_last = channels_last
+        if rerank is not None:
+            rerank.check(self.model)
+        self.channels_last, self.rerank = channels_last, rerank
         self.vocab = vocab
         self.preprocess = preprocess
         self.device = torch.device(device)
@@ -62,72 +86,62 @@ class Captioner:
         self.transform = preprocess.transform()
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu", channels_last: bool = True) -> Captioner:
-        """Load a checkpoint written by training; needs neither the training data nor its config."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", channels_last: bool = True,
+             rerank: BidirectionalReranking | dict | None = None, head: dict | None = None) -> Captioner:
+        """Load a checkpoint written by training; needs neither the training data nor its config.
+
+        ``rerank``: a re-ranker, or its config (``{"name": "bidirectional", "weight": 1.0}``, see
+        :func:`captioner.reranking.reranker`). ``head``: decoding settings of the decoder's head that
+        override the checkpoint's (a word-class head's ``decoding_lm_weight``; None keeps it)."""
         payload = load_checkpoint(path)
         try:
-            return cls(model_from_checkpoint(payload), Vocabulary(payload["vocab"]),
-                       Preprocess.from_dict(payload["preprocess"]), device, payload["max_length"], channels_last)
+            model = model_from_checkpoint(payload)
+            vocab, preprocess = Vocabulary(payload["vocab"]), Preprocess.from_dict(payload["preprocess"])
         except (KeyError, TypeError, ValueError, RuntimeError) as error:  # the right header, broken content
             raise CaptionerError(f"{path}: a damaged checkpoint ({broken_content(error)})") from None
+        model.decoder.set_head_decoding(**(head or {}))
+        if isinstance(rerank, dict):
+            rerank = reranker(**rerank)
+        return cls(model, vocab, preprocess, device, payload["max_length"], channels_last, rerank)
 
     def save(self, path: str | Path, step: int = 0, **training_state) -> None:
         save_checkpoint(path, self.model, self.vocab.words, self.preprocess.to_dict(), step,
                         max_length=self.max_length, **training_state)
 
-    def caption(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32, **decode) -> list[str]:
-        """The best caption for each image path or PIL image; a file that cannot be read raises ImageError."""
-        return [candidates[0][0] for candidates in self.caption_candidates(images, batch_size, **decode)]
+    def caption(self, images: Images, batch_size: int = 32, **decode) -> list[str]:
+        """The best caption of each image; one that cannot be read raises ImageError."""
+        return [candidates[0].caption for candidates in self.caption_candidates(images, batch_size, **decode)]
 
-    def caption_candidates(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32,
-                           **decode) -> list[list[tuple[str, float]]]:
-        """``num_captions`` captions per image, best first, each with its log-probability."""
-        if isinstance(images, (str, Path, Image.Image)):
-            images = [images]
-        options = DecodeOptions(**decode)
-        results: list[list[tuple[str, float]]] = []
-        for start in range(0, len(images), batch_size):
-            batch = [self.transform(load_image(image)) for image in images[start : start + batch_size]]
-            results += self._decode(torch.stack(batch), options)
-        return results
+    def caption_candidates(self, images: Images, batch_size: int = 32, **decode) -> list[list[Candidate]]:
+        """``num_captions`` candidates per image, best first; an image that cannot be read raises ImageError."""
+        return [result.checked().candidates for result in self.caption_results(images, batch_size, **decode)]
 
-    def caption_with_attention(self, images: ImageInput | Sequence[ImageInput], batch_size: int = 32,
-                               **decode) -> list[CaptionResult]:
-        """The best caption of each image path or PIL image with where the model looked for each of its
-        words (``attention``); a model without attention raises CaptionerError."""
-        self.check_attention()
-        if isinstance(images, (str, Path, Image.Image)):
-            images = [images]
-        options, results = DecodeOptions(**decode), []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            pixels = torch.stack([self.transform(load_image(image)) for image in chunk])
-            candidates = self._decode(pixels, options)
-            maps = self.attention_maps(pixels, [c[0][0] for c in candidates], options.amp)
-            results += [CaptionResult(str(image) if not isinstance(image, Image.Image) else "", c[0][0], c[0][1], c,
-                                      attention=m) for image, c, m in zip(chunk, candidates, maps)]
-        return results
-
-    def caption_files(self, paths: Sequence[str | Path], batch_size: int = 32, num_workers: int | None = None,
-                      attention: bool = False, **decode) -> Iterator[CaptionResult]:
-        """Caption many files as they are decoded (by ``num_workers`` loader processes, None: picked from
-        the cores), in their order; unreadable ones come back with ``error`` set. ``attention``: each
-        result also says where the model looked for each word."""
+    def caption_results(self, images: Images, batch_size: int = 32, num_workers: int | None = None,
+                        attention: bool = False, **decode) -> Iterator[CaptionResult]:
+        """Caption image files, PIL images or preprocessed tensors as they are read (files by ``num_workers``
+        loader processes; None: picked from the cores), in their order; one that cannot be read comes back
+        with ``error`` set. ``attention``: each result also says where the model looked for each word."""
+        options = DecodeOptions(**decode)  # checked now, not at the first result
         if attention:
             self.check_attention()
-        options = DecodeOptions(**decode)
-        for batch in self.read_images(paths, batch_size, num_workers):
-            decoded = self._decode(batch.pixels, options) if batch.pixels is not None else []
-            maps = (self.attention_maps(batch.pixels, [c[0][0] for c in decoded], options.amp)
-                    if attention and decoded else [])
-            results, maps = iter(decoded), iter(maps)
-            for path, error in zip(batch.paths, batch.errors):
-                if error is not None:
-                    yield CaptionResult(path, error=error)
-                else:
-                    candidates = next(results)
-                    yield CaptionResult(path, candidates[0][0], candidates[0][1], candidates,
-                                        attention=next(maps, None))
+        if isinstance(images, (str, Path, Image.Image)):
+            images = [images]
+        elif isinstance(images, torch.Tensor) and images.dim() == 3:  # one preprocessed image (3, S, S)
+            images = images.unsqueeze(0)
+        batches = load_images(images, self.transform, batch_size, num_workers, pin_memory=self.device.type == "cuda")
+        return (result for batch in batches for result in self._caption_batch(batch, options, attention))
+
+    def _caption_batch(self, batch: ImageBatch, options: DecodeOptions, attention: bool) -> Iterator[CaptionResult]:
+        decoded = self._decode(batch.pixels, options) if batch.pixels is not None else []
+        maps = (self.attention_maps(batch.pixels, [c[0].caption for c in decoded], options.amp)
+                if attention and decoded else [None] * len(decoded))
+        readable = iter(zip(decoded, maps))
+        for path, error in zip(batch.paths, batch.errors):
+            if error is not None:
+                yield CaptionResult(path, error=error)
+            else:
+                candidates, where = next(readable)
+                yield CaptionResult(path, candidates[0].caption, candidates[0].log_prob, candidates, attention=where)
 
     def check_attention(self) -> None:
         """Raise CaptionerError unless the model attends over a grid (there is nothing to show otherwise)."""
@@ -154,30 +168,22 @@ class Captioner:
         grid = round(weights.shape[2] ** 0.5)
         return [weights[i, : len(ids) - 1].reshape(-1, grid, grid).numpy() for i, ids in enumerate(encoded)]
 
-    def read_images(self, paths: Sequence[str | Path], batch_size: int = 32,
-                    num_workers: int | None = None) -> Iterator[ImageBatch]:
-        """The files preprocessed for this model, in batches (see :func:`captioner.data.loading.load_images`)."""
-        return load_images(paths, self.transform, batch_size, num_workers, pin_memory=self.device.type == "cuda")
-
-    def caption_tensors(self, pixels: torch.Tensor, **decode) -> list[str]:
-        """The best caption for each preprocessed image (B, 3, S, S)."""
-        return [candidates[0][0] for candidates in self.decode_tensors(pixels, **decode)]
-
-    def decode_tensors(self, pixels: torch.Tensor, **decode) -> list[list[tuple[str, float]]]:
-        """Preprocessed images (B, 3, S, S) -> per image, ``num_captions`` (caption, log-prob) pairs."""
-        return self._decode(pixels, DecodeOptions(**decode))
-
     @torch.inference_mode()
-    def _decode(self, pixels: torch.Tensor, options: DecodeOptions) -> list[list[tuple[str, float]]]:
+    def _decode(self, pixels: torch.Tensor, options: DecodeOptions) -> list[list[Candidate]]:
+        """Images (B, 3, S, S) or their features (B, F) -> per image, ``num_captions`` candidates, best first."""
         was_training = self.model.training
         self.model.eval()
         vocab = self.vocab
         banned = [vocab.pad, vocab.bos] + ([vocab.unk] if options.suppress_unk else [])
+        search = self.rerank.search_options(options) if self.rerank is not None else options
         with self.precision(options.amp):
             features = self.model.encoder(self._on_device(pixels))  # (B, F)
-            hypotheses = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, options, self.max_length)
+            found = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, search, self.max_length)
+            if self.rerank is not None:
+                found = self.rerank(self.model.decoder, features, found, vocab.bos, vocab.eos)
         self.model.train(was_training)
-        return [[(vocab.decode(h.tokens), h.log_prob) for h in image] for image in hypotheses]
+        return [[Candidate(vocab.decode(h.tokens), h.log_prob) for h in image[: options.num_captions]]
+                for image in found]
 
     def precision(self, amp: bool = True) -> contextlib.AbstractContextManager:
         """Autocast to the device's fast low precision where it has one (``amp=False``: fp32)."""

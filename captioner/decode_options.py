@@ -25,9 +25,6 @@ class DecodeOptions:
     top_k: int = 0  # sampling only: keep the k most likely words (0: all)
     top_p: float = 1.0  # sampling only: keep the smallest set of words with this much probability
     seed: int | None = 0  # sampling only: None draws a fresh seed
-    class_lm_weight: float | None = None  # the word-class head's decoding weight (None: the checkpoint's)
-    rerank: str = "none"  # none | bidirectional: the beam's candidates ranked again, with the reverse decoder
-    rerank_weight: float = 1.0  # bidirectional: forward log-prob + this x the reverse decoder's
     amp: bool = True  # autocast where the device has fast low precision (bf16/fp16 on CUDA, bf16 on CPUs with it)
 
     def __post_init__(self):
@@ -41,15 +38,9 @@ class DecodeOptions:
             (math.isfinite(self.temperature) and self.temperature > 0,
              f"decode.temperature must be a number > 0, got {self.temperature}"),
             (math.isfinite(self.length_penalty), f"decode.length_penalty must be a number, got {self.length_penalty}"),
-            (math.isfinite(self.rerank_weight), f"decode.rerank_weight must be a number, got {self.rerank_weight}"),
             (0 < self.top_p <= 1, f"decode.top_p must be in (0, 1], got {self.top_p}"),
-            (self.class_lm_weight is None or self.class_lm_weight >= 0,
-             f"decode.class_lm_weight must be >= 0, got {self.class_lm_weight}"),
             (self.top_k >= 0 and self.no_repeat_ngram_size >= 0,
              "decode.top_k and decode.no_repeat_ngram_size must be >= 0"),
-            (self.rerank in ("none", "bidirectional"), f"decode.rerank must be none or bidirectional, got "
-                                                         f"{self.rerank!r}"),
-            (self.rerank == "none" or self.strategy == "beam", "decode.rerank re-ranks a beam: decode.strategy=beam"),
         ]
         for ok, message in checks:
             if not ok:

@@ -1,4 +1,4 @@
-"""Caption search over any decoder with ``initial_state(features)`` and ``step(tokens, state, **options)``.
+"""Caption search over any decoder with ``initial_state(features)`` and ``step(tokens, state)``.
 
 Batched beam search (beam size 1 is greedy decoding) and sampling. Every image and every beam
 lives in one tensor row, so a batch of images is searched with one decoder step per word. The
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 
 from captioner.decode_options import DecodeOptions
-from captioner.errors import CaptionerError
 
 NEG_INF = float("-inf")
 
@@ -28,36 +27,30 @@ def decode(decoder, features: torch.Tensor, bos: int, eos: int, banned: list[int
            options: DecodeOptions, max_length: int) -> list[list[Hypothesis]]:
     """``options.num_captions`` hypotheses per image, best first."""
     length = options.max_length or max_length
-    step_options = {} if options.class_lm_weight is None else {"class_lm_weight": options.class_lm_weight}
     if options.strategy == "sample":
         generator = torch.Generator(features.device)
         generator.manual_seed(options.seed if options.seed is not None else torch.seed())
         repeated = features.repeat_interleave(options.num_captions, dim=0)  # (B * R, F)
         tokens, log_probs = sample(decoder, repeated, bos, eos, length, options.temperature, options.top_k,
-                                   options.top_p, banned, generator, step_options)
+                                   options.top_p, banned, generator)
         tokens, log_probs = tokens.unflatten(0, (-1, options.num_captions)), log_probs.view(-1, options.num_captions)
     else:
         tokens, log_probs, _ = beam_search(decoder, features, bos, eos, length, options.beam_size,
-                                           options.length_penalty, options.no_repeat_ngram_size, banned, step_options)
-        if options.rerank == "bidirectional":
-            tokens, log_probs = rerank_bidirectional(decoder, features, tokens, log_probs, bos, eos,
-                                                     options.rerank_weight)
+                                           options.length_penalty, options.no_repeat_ngram_size, banned)
         tokens, log_probs = tokens[:, : options.num_captions], log_probs[:, : options.num_captions]
-    return [[Hypothesis(_words(row, eos), lp) for row, lp in zip(rows, lps)]
+    return [[Hypothesis(words_before_eos(row, eos), lp) for row, lp in zip(rows, lps)]
             for rows, lps in zip(tokens.tolist(), log_probs.tolist())]
 
 
-def _words(tokens: list[int], eos: int) -> list[int]:
+def words_before_eos(tokens: list[int], eos: int) -> list[int]:
     return tokens[: tokens.index(eos)] if eos in tokens else tokens
 
 
 @torch.no_grad()
 def beam_search(decoder, features: torch.Tensor, bos: int, eos: int, max_length: int, beam_size: int = 3,
-                length_penalty: float = 0.0, no_repeat_ngram_size: int = 0, banned: list[int] = (),
-                step_options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                length_penalty: float = 0.0, no_repeat_ngram_size: int = 0,
+                banned: list[int] = ()) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """features (B, F) -> tokens (B, K, T), log-probs (B, K) and scores (B, K), best beam first.
-
-    ``step_options`` go to every ``decoder.step`` (e.g. a head's decoding weight).
 
     A finished beam stays in the beam with its score frozen (its only continuation is <eos>
     at no cost), so the search ends when every beam of every image has finished, or after
@@ -75,7 +68,7 @@ def beam_search(decoder, features: torch.Tensor, bos: int, eos: int, max_length:
     scores = log_probs.view(batch, beams)
     rows = torch.arange(batch, device=device).unsqueeze(1) * beams  # (B, 1): first row of each image
     for _ in range(max_length):
-        logits, state = decoder.step(last, state, **(step_options or {}))  # (B*K, V)
+        logits, state = decoder.step(last, state)  # (B*K, V)
         step_log_probs = logits.float().log_softmax(dim=-1)  # (B*K, V)
         vocab_size = step_log_probs.shape[1]
         if banned:
@@ -100,33 +93,6 @@ def beam_search(decoder, features: torch.Tensor, bos: int, eos: int, max_length:
     return history.view(batch, beams, -1), log_probs.view(batch, beams), scores
 
 
-def rerank_bidirectional(decoder, features: torch.Tensor, tokens: torch.Tensor, log_probs: torch.Tensor, bos: int,
-                         eos: int, weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The beam's candidates (B, K, T) with their log-probs (B, K), ordered again by forward log-prob
-    + ``weight`` x the reverse decoder's log-prob of the caption read backwards (Wang et al., 2016)."""
-    if getattr(decoder, "reverse", None) is None:
-        raise CaptionerError("decode.rerank=bidirectional needs a model trained with model.decoder.bidirectional=true")
-    batch, beams, _ = tokens.shape
-    backward = reverse_log_probs(decoder.reverse, features.repeat_interleave(beams, dim=0),
-                                 [_words(row, eos) for row in tokens.flatten(0, 1).tolist()], bos, eos)
-    order = (log_probs + weight * backward.view(batch, beams)).argsort(dim=1, descending=True, stable=True)  # (B, K)
-    return tokens.gather(1, order.unsqueeze(2).expand_as(tokens)), log_probs.gather(1, order)
-
-
-@torch.no_grad()
-def reverse_log_probs(reverse, features: torch.Tensor, captions: list[list[int]], bos: int, eos: int) -> torch.Tensor:
-    """The reverse decoder's log-probability of each caption (word ids) read backwards, <eos> included,
-    with the logits formed as decoding forms them -> (N,)."""
-    backwards = [caption[::-1] + [eos] for caption in captions]
-    width = max(len(b) for b in backwards)
-    targets = torch.tensor([b + [eos] * (width - len(b)) for b in backwards], device=features.device)  # (N, T)
-    inputs = torch.cat([torch.full_like(targets[:, :1], bos), targets[:, :-1]], dim=1)
-    chosen = reverse(features, inputs, as_trained=False).float().log_softmax(-1).gather(2, targets.unsqueeze(2))
-    lengths = torch.tensor([len(b) for b in backwards], device=features.device)
-    inside = torch.arange(width, device=features.device) < lengths.unsqueeze(1)  # (N, T)
-    return (chosen.squeeze(2) * inside).sum(1)
-
-
 def gnmt_penalty(lengths: torch.Tensor, alpha: float) -> torch.Tensor:
     """Wu et al. (2016), eq. 14: ((5 + |Y|) / 6) ** alpha; alpha 0 ranks by plain log-probability."""
     return ((5.0 + lengths.float()) / 6.0) ** alpha
@@ -145,8 +111,8 @@ def repeated_ngrams(history: torch.Tensor, n: int, vocab_size: int) -> torch.Ten
 
 
 def sample(decoder, features: torch.Tensor, bos: int, eos: int, max_length: int, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0, banned: list[int] = (), generator: torch.Generator | None = None,
-           step_options: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           top_k: int = 0, top_p: float = 1.0, banned: list[int] = (),
+           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """features (B, F) -> sampled tokens (B, T) and the model's log-probability of each (B,).
 
     With gradients enabled the log-probabilities carry them (self-critical training's policy
@@ -158,7 +124,7 @@ def sample(decoder, features: torch.Tensor, bos: int, eos: int, max_length: int,
     log_probs = torch.zeros(batch, device=device)
     outputs = []
     for _ in range(max_length):
-        logits, state = decoder.step(last, state, **(step_options or {}))  # (B, V)
+        logits, state = decoder.step(last, state)  # (B, V)
         logits = logits.float()
         if banned:
             logits = logits.index_fill(1, torch.tensor(banned, device=device), NEG_INF)

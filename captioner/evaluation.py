@@ -30,11 +30,8 @@ def caption_records(captioner: Captioner, records: list[ImageRecord], options: D
                     batch_size: int = 64, num_workers: int | None = None) -> list[str]:
     """The best caption of every record's image, in order; an image that cannot be read is an error
     (scores over part of a split would not compare)."""
-    captions: list[str] = []
-    for batch in captioner.read_images([r.path for r in records], batch_size, num_workers):
-        batch.raise_first_error()
-        captions += captioner.caption_tensors(batch.pixels, **asdict(options))
-    return captions
+    results = captioner.caption_results([r.path for r in records], batch_size, num_workers, **asdict(options))
+    return [result.checked().caption for result in results]
 
 
 def score_captions(captions: list[str], records: list[ImageRecord], text_metrics: dict | None = None,

@@ -5,7 +5,7 @@ samples (the "new SCST" of Luo, 2020, which needs no greedy decode).
 
 The policy is the model in eval mode (no dropout, BatchNorm's running statistics), sampled through
 the decoder's own ``step``, so the log-probabilities that get the gradient are those of the captions
-as they were drawn; its logits are formed as in training (``as_trained``: a word-class head's
+as they were drawn; its logits are formed as in training (``Decoder.as_trained``: a word-class head's
 training weight and logit adjustment; the same as decoding for a plain head). Sampling from the
 decoding form instead taught the demo model to lean on the language prior: held-out colour-shape
 pairs were named right far less often (benchmarks/README.md, "Self-critical training").
@@ -42,16 +42,16 @@ def self_critical_loss(model: CaptionModel, pixels: torch.Tensor, references: li
     (mean reward and baseline, the sampled tokens (B * K, T) and their advantages)."""
     features = model.encoder(pixels)  # (B, F)
     banned = [vocab.pad, vocab.bos, vocab.unk]  # as decoding by default: <unk> is never said
-    options = {"as_trained": True}  # as teacher forcing forms them (see above)
-    tokens, log_probs = sample(model.decoder, features.repeat_interleave(config.samples, dim=0), vocab.bos, vocab.eos,
-                               max_length, config.temperature, banned=banned, step_options=options)
+    policy = model.decoder.as_trained()  # the logits as teacher forcing forms them (see above)
+    tokens, log_probs = sample(policy, features.repeat_interleave(config.samples, dim=0), vocab.bos, vocab.eos,
+                               max_length, config.temperature, banned=banned)
     sampled_references = [refs for refs in references for _ in range(config.samples)]
     rewards = torch.tensor(reward.scores([caption_words(t, vocab) for t in tokens.tolist()], sampled_references),
                            dtype=torch.float32, device=log_probs.device)  # (B * K,)
     if config.baseline == "greedy":
         with torch.no_grad():
-            greedy, _, _ = beam_search(model.decoder, features.detach(), vocab.bos, vocab.eos, max_length, 1,
-                                       banned=banned, step_options=options)  # (B, 1, T)
+            greedy, _, _ = beam_search(policy, features.detach(), vocab.bos, vocab.eos, max_length, 1,
+                                       banned=banned)  # (B, 1, T)
         greedy_rewards = reward.scores([caption_words(t, vocab) for t in greedy[:, 0].tolist()], references)
         baseline = torch.tensor(greedy_rewards, dtype=torch.float32, device=log_probs.device)
         baseline = baseline.repeat_interleave(config.samples)

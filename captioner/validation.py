@@ -71,6 +71,4 @@ class Validation:
         size = self.batch_size
         if dataset.features is None:
             return caption_records(captioner, records, DecodeOptions(amp=self.amp), size, self.num_workers)
-        chosen, rows = self.captioned, dataset.features
-        return [caption for start in range(0, len(chosen), size) for caption in
-                captioner.caption_tensors(torch.stack([rows[i] for i in chosen[start : start + size]]), amp=self.amp)]
+        return captioner.caption([dataset.features[i] for i in self.captioned], size, amp=self.amp)

@@ -110,7 +110,7 @@ def test_bomb_is_refused_before_decoding_pixels(matrix, monkeypatch):
 def test_python_api_captions_the_awkward_images(matrix, tiny_checkpoint):
     captioner = Captioner.load(tiny_checkpoint)
     names = sorted(awkward_images())
-    results = list(captioner.caption_files([matrix / n for n in [*names, "bomb.png"]]))
+    results = list(captioner.caption_results([matrix / n for n in [*names, "bomb.png"]]))
     assert [r.error is None for r in results] == [True] * len(names) + [False]
     assert all(isinstance(r.caption, str) for r in results[:-1])
 

@@ -9,11 +9,12 @@ from conftest import TINY_DECODER, TINY_ENCODER, interrupted_at_step, tiny_train
 from captioner import Captioner, CaptionerError
 from captioner.checkpoint import load_checkpoint
 from captioner.decode_options import DecodeOptions
-from captioner.decoding import decode, reverse_log_probs
+from captioner.decoding import decode
 from captioner.models.decoder import Decoder
 from captioner.models.model import CaptionModel, reverse_captions
 from captioner.objectives import one_caption_per_image
 from captioner.recipe import train
+from captioner.reranking import BidirectionalReranking, reranker, reverse_log_probs
 
 BOS, EOS, PAD = 1, 2, 0
 
@@ -45,13 +46,8 @@ def test_re_ranking_with_weight_0_keeps_the_beams_order_and_a_large_weight_follo
     decoder, features = bidirectional_decoder(), torch.randn(2, 8)
     beam = DecodeOptions(beam_size=4, num_captions=4, max_length=6)
     plain = decode(decoder, features, BOS, EOS, [PAD, BOS], beam, 6)
-    unweighted = decode(decoder, features, BOS, EOS, [PAD, BOS],
-                        DecodeOptions(beam_size=4, num_captions=4, max_length=6, rerank="bidirectional",
-                                      rerank_weight=0.0), 6)
-    assert unweighted == plain
-    heavy = decode(decoder, features, BOS, EOS, [PAD, BOS],
-                   DecodeOptions(beam_size=4, num_captions=4, max_length=6, rerank="bidirectional",
-                                 rerank_weight=1e6), 6)
+    assert BidirectionalReranking(weight=0.0)(decoder, features, plain, BOS, EOS) == plain
+    heavy = BidirectionalReranking(weight=1e6)(decoder, features, plain, BOS, EOS)
     for image, hypotheses in enumerate(heavy):
         backward = reverse_log_probs(decoder.reverse, features[image : image + 1].expand(4, -1),
                                      [h.tokens for h in hypotheses], BOS, EOS)
@@ -60,12 +56,19 @@ def test_re_ranking_with_weight_0_keeps_the_beams_order_and_a_large_weight_follo
         assert sorted(tuple(h.tokens) for h in hypotheses) == same_candidates
 
 
-def test_re_ranking_needs_a_reverse_decoder():
-    decoder = Decoder(vocab_size=12, feature_dim=8)
+def test_re_ranking_needs_a_reverse_decoder_and_a_beam_and_asks_the_search_for_all_its_candidates():
+    model = CaptionModel(12, TINY_ENCODER, {"embed_dim": 4, "hidden_dim": 8})
     with pytest.raises(CaptionerError, match="needs a model trained with model.decoder.bidirectional=true"):
-        decode(decoder, torch.randn(1, 8), BOS, EOS, [PAD], DecodeOptions(beam_size=2, rerank="bidirectional"), 5)
+        BidirectionalReranking().check(model)
     with pytest.raises(CaptionerError, match="decode.strategy=beam"):
-        DecodeOptions(strategy="sample", rerank="bidirectional")
+        BidirectionalReranking().search_options(DecodeOptions(strategy="sample"))
+    assert BidirectionalReranking().search_options(DecodeOptions(beam_size=5)).num_captions == 5
+    assert reranker("none") is None and reranker("bidirectional", weight=0.5).weight == 0.5
+    for name, options, message in [("beamy", {}, "unknown rerank 'beamy'; choose one of: none, bidirectional"),
+                                   ("bidirectional", {"wieght": 1}, "rerank.wieght: rerank=bidirectional takes weight"),
+                                   ("bidirectional", {"weight": float("nan")}, "rerank.weight must be a number")]:
+        with pytest.raises(CaptionerError, match=message):
+            reranker(name, **options)
 
 
 def test_a_bidirectional_model_trains_its_reverse_decoder_and_captions_with_re_ranking(tiny_records, tmp_path):
@@ -81,9 +84,13 @@ def test_a_bidirectional_model_trains_its_reverse_decoder_and_captions_with_re_r
     assert all(torch.equal(value, initial[key]) for key, value in forward_only.items())  # the reverse part comes last
     captioner = Captioner.load(tmp_path / "model.pt")
     paths = [r.path for r in tiny_records[:4]]
-    reranked = captioner.caption(paths, beam_size=3, rerank="bidirectional")
-    assert len(reranked) == 4 and captioner.caption(paths, beam_size=3, rerank="bidirectional", rerank_weight=0.0) \
-        == captioner.caption(paths, beam_size=3)
+    reranked = Captioner.load(tmp_path / "model.pt", rerank={"name": "bidirectional"})
+    assert len(reranked.caption(paths, beam_size=3)) == 4
+    unweighted = Captioner.load(tmp_path / "model.pt", rerank=BidirectionalReranking(weight=0.0))
+    assert unweighted.caption_candidates(paths, beam_size=3, num_captions=2) == \
+        captioner.caption_candidates(paths, beam_size=3, num_captions=2)
+    with pytest.raises(CaptionerError, match="decode.strategy=beam"):
+        reranked.caption(paths, strategy="sample")
 
 
 def test_one_caption_per_image_takes_each_images_captions_in_turn():

@@ -38,8 +38,8 @@ def test_batches_keep_the_input_order_and_carry_each_bad_files_reason(files, wor
 
 def test_captions_from_worker_processes_equal_those_read_in_process(tiny_checkpoint, files):
     captioner = Captioner.load(tiny_checkpoint)
-    in_process = list(captioner.caption_files(files, batch_size=4, num_workers=0))
-    in_workers = list(captioner.caption_files(files, batch_size=4, num_workers=2))
+    in_process = list(captioner.caption_results(files, batch_size=4, num_workers=0))
+    in_workers = list(captioner.caption_results(files, batch_size=4, num_workers=2))
     assert [(r.path, r.caption, r.error) for r in in_workers] == [(r.path, r.caption, r.error) for r in in_process]
     assert [r.error is not None for r in in_workers] == [i in (3, 7) for i in range(9)]
 

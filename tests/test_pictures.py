@@ -31,7 +31,7 @@ def test_a_strip_has_the_image_then_one_panel_per_word_bright_where_the_model_lo
 
 def test_python_api_gives_each_word_its_attention_over_the_grid(attention_checkpoint, tiny_records):
     captioner = Captioner.load(attention_checkpoint)
-    results = captioner.caption_with_attention([r.path for r in tiny_records[:3]])
+    results = list(captioner.caption_results([r.path for r in tiny_records[:3]], attention=True))
     for result in results:
         words = result.caption.split()
         assert result.attention.shape == (len(words), 2, 2)  # the encoder's 2x2 grid
@@ -69,4 +69,4 @@ def test_attention_strips_of_a_model_without_attention_are_one_line_and_nothing_
                                      "there is nowhere it looked to show")
     assert not (tmp_path / "strips").exists() and not (tmp_path / "out.json").exists() and result.stdout == ""
     with pytest.raises(CaptionerError, match="this model has no attention"):
-        Captioner.load(tiny_checkpoint).caption_with_attention([tiny_records[0].path])
+        next(Captioner.load(tiny_checkpoint).caption_results([tiny_records[0].path], attention=True))

@@ -47,8 +47,8 @@ def test_attention_maps_follow_the_decoding_precision(attention_checkpoint, tiny
     images = [r.path for r in split_records(tiny_records, "test")][:4]
     captioner = Captioner.load(attention_checkpoint)
     bf16_everywhere(monkeypatch)
-    results = captioner.caption_with_attention(images)
-    fp32 = captioner.caption_with_attention(images, amp=False)
+    results = list(captioner.caption_results(images, attention=True))
+    fp32 = list(captioner.caption_results(images, attention=True, amp=False))
     for a, b in zip(results, fp32):
         assert a.attention.dtype == b.attention.dtype and a.attention.shape[1:] == (2, 2)
         assert abs(a.attention.sum(axis=(1, 2)) - 1).max() < 1e-3

@@ -128,19 +128,19 @@ def concurrently(application, bodies: list[bytes], queries: list[str]) -> list[h
 
 def test_concurrent_requests_are_decoded_together_by_kind_and_answered_each_its_own(captioner, tiny_records, images):
     calls = []
-    real = captioner.decode_tensors
+    real = captioner.caption_candidates
 
-    def recording(pixels, **options):
+    def recording(pixels, batch_size, **options):
         calls.append((len(pixels), options["beam_size"]))
-        return real(pixels, **options)
+        return real(pixels, batch_size, **options)
 
-    captioner.decode_tensors = recording
+    captioner.caption_candidates = recording
     try:
         application = app(captioner, batch_size=8, max_wait_ms=200)
         queries = ["", "?beam_size=3"] * 8
         responses = concurrently(application, images * 2, queries)
     finally:
-        del captioner.decode_tensors
+        del captioner.caption_candidates
     paths = [r.path for r in tiny_records[:8]]
     greedy, beam = captioner.caption(paths), captioner.caption(paths, beam_size=3)
     expected = [(greedy if q == "" else beam)[n % 8] for n, q in enumerate(queries)]
@@ -151,13 +151,13 @@ def test_concurrent_requests_are_decoded_together_by_kind_and_answered_each_its_
 
 def test_a_request_whose_client_left_is_not_decoded_and_health_answers_meanwhile(captioner, images):
     release = threading.Event()
-    real = captioner.decode_tensors
+    real = captioner.caption_candidates
 
-    def held(pixels, **options):
+    def held(pixels, batch_size, **options):
         release.wait(30)
-        return real(pixels, **options)
+        return real(pixels, batch_size, **options)
 
-    captioner.decode_tensors = held
+    captioner.caption_candidates = held
     batcher = Batcher(captioner, batch_size=1, max_wait_ms=0)
     try:
         pixels = captioner.transform(Image.open(io.BytesIO(images[0])).convert("RGB"))[None]
@@ -178,7 +178,7 @@ def test_a_request_whose_client_left_is_not_decoded_and_health_answers_meanwhile
     finally:
         release.set()
         batcher.close()
-        del captioner.decode_tensors
+        del captioner.caption_candidates
 
 
 def test_a_lone_request_is_not_held_for_the_batch_wait(captioner, images):

@@ -133,10 +133,9 @@ def test_word_classes_are_trained_saved_and_used_by_name(tiny_records, tmp_path)
     assert [[captioner.vocab.words[i] for i in group] for group in captioner.model.decoder.head.groups] == WORDS
     assert captioner.model.decoder.head.decoding_lm_weight == 0.1
     image = [tiny_records[0].path]
-    scores = {weight: captioner.caption_candidates(image, class_lm_weight=weight)[0][0][1]
-              for weight in (None, 0.1, 5.0)}
-    assert scores[None] == scores[0.1] != scores[5.0]  # decode.class_lm_weight overrides the checkpoint's, once
-    assert captioner.model.decoder.head.decoding_lm_weight == 0.1
+    scores = {weight: Captioner.load(tmp_path / "model.pt", head={"decoding_lm_weight": weight}).caption_candidates(
+        image)[0][0].log_prob for weight in (None, 0.1, 5.0)}
+    assert scores[None] == scores[0.1] != scores[5.0]  # head.decoding_lm_weight overrides the checkpoint's
 
 
 class MadeUpFigures:
@@ -160,9 +159,9 @@ def test_model_pt_is_the_epoch_best_by_the_monitored_figure(tiny_records, tmp_pa
 def test_validation_scores_a_seeded_subset_with_the_coco_metrics_and_selects_by_cider(tiny_records, tmp_path,
                                                                                       monkeypatch):
     captioned = []
-    real = Captioner.caption_tensors
-    monkeypatch.setattr(Captioner, "caption_tensors", lambda self, pixels, **k: captioned.append(len(pixels))
-                        or real(self, pixels, **k))
+    real = Captioner._decode
+    monkeypatch.setattr(Captioner, "_decode", lambda self, pixels, options: captioned.append(len(pixels))
+                        or real(self, pixels, options))
     metrics = train(tiny_records, tmp_path, TINY_ENCODER, TINY_DECODER, tiny_trainer(max_epochs=2, val_max_images=5),
                     image_size=32, test_split=None)
     assert captioned == [5, 5]  # 5 of the 16 validation images, each epoch
@@ -186,8 +185,8 @@ def test_the_validation_subset_is_the_same_every_epoch_and_seeded(tiny_records):
 def test_validation_decodes_nothing_with_val_max_images_0_and_then_a_caption_monitor_is_refused(tiny_records,
                                                                                                tmp_path, monkeypatch):
     decoded = []
-    real = Captioner.caption_tensors
-    monkeypatch.setattr(Captioner, "caption_tensors", lambda self, *a, **k: decoded.append(1) or real(self, *a, **k))
+    real = Captioner._decode
+    monkeypatch.setattr(Captioner, "_decode", lambda self, *a: decoded.append(1) or real(self, *a))
     train(tiny_records, tmp_path / "loss", TINY_ENCODER, TINY_DECODER,
           tiny_trainer(val_max_images=0, monitor="val_loss", monitor_mode="min"), image_size=32, test_split=None)
     assert decoded == []

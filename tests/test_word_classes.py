@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from captioner.decode_options import DecodeOptions
 from captioner.errors import CaptionerError
 from captioner.models.decoder import Decoder
 from captioner.models.word_classes import class_bigram_log_prior, with_word_ids
@@ -61,17 +60,22 @@ def test_lm_weight_blends_from_the_image_alone_to_the_plain_decoder():
     assert torch.allclose(classed(features, tokens), plain(features, tokens), atol=1e-5)
 
 
-def test_decoding_has_its_own_lm_weight_which_a_search_passes_per_call():
+def test_decoding_has_its_own_lm_weight_which_a_trained_model_can_change():
     classed, plain = classed_and_plain(word_prior=True, attention_dim=5, decoding_lm_weight=1.0)
     features, tokens = torch.randn(2, 6), torch.randint(0, 12, (2, 1))
     state = classed.initial_state(features)
     assert torch.allclose(classed.step(tokens[:, 0], state)[0], plain.step(tokens[:, 0], state)[0], atol=1e-5)
-    # as trained (teacher forcing uses lm_weight 0), for this call only: nothing on the module changes
-    assert torch.allclose(classed.step(tokens[:, 0], state, class_lm_weight=0.0)[0], classed(features, tokens)[:, 0],
-                          atol=1e-5)
-    assert classed.head.decoding_lm_weight == 1.0
-    with pytest.raises(CaptionerError, match="class_lm_weight must be >= 0"):
-        DecodeOptions(class_lm_weight=-1.0)
+    as_trained = classed.as_trained().step(tokens[:, 0], state)[0]  # teacher forcing's lm_weight 0
+    assert torch.allclose(as_trained, classed(features, tokens)[:, 0], atol=1e-5)
+    assert not torch.allclose(as_trained, classed.step(tokens[:, 0], state)[0], atol=1e-3)
+    classed.set_head_decoding(decoding_lm_weight=0.0, unused_by_this_call=None)  # None keeps a setting
+    assert torch.equal(classed.step(tokens[:, 0], state)[0], as_trained) and classed.head.lm_weight == 0.0
+    with pytest.raises(CaptionerError, match="must be >= 0"):
+        classed.set_head_decoding(decoding_lm_weight=-1.0)
+    with pytest.raises(CaptionerError, match=r"head.lm_weight: the word_classes head .* \(it has: decoding_lm_w"):
+        classed.set_head_decoding(lm_weight=1.0)
+    with pytest.raises(CaptionerError, match="head.decoding_lm_weight: the plain head of this model has no such"):
+        plain.set_head_decoding(decoding_lm_weight=0.5)
 
 
 def attention_contexts(decoder: Decoder, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from captioner import distributed
 from captioner.api import Captioner, CaptionResult
-from captioner.cli.config import typed, user_errors
+from captioner.cli.config import model_settings, typed, user_errors
 from captioner.cli.overrides import command
 from captioner.data.images import IMAGE_EXTENSIONS, load_image
 from captioner.decode_options import DecodeOptions
@@ -27,7 +27,7 @@ from captioner.pictures.attention import write_attention_strip
 
 def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOptions = DecodeOptions(),
         batch_size: int = 32, device: str = "auto", resume: bool = False, num_workers: int | None = None,
-        attention_dir: str | None = None) -> dict:
+        attention_dir: str | None = None, rerank: dict | None = None, head: dict | None = None) -> dict:
     """Print ``path<TAB>caption`` per image; unreadable files are reported and skipped.
 
     ``output``: ``.json`` or ``.csv``, written whole at the end, or ``.jsonl``, a row appended as
@@ -35,6 +35,7 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
     ``.jsonl`` already holds, so a run killed at image 900,000 goes on from there. Under torchrun
     each process captions every world-th file and rank 0 writes them all, in input order.
     ``attention_dir``: a PNG per image of where the model looked for each word (attention models).
+    ``rerank``, ``head``: as :meth:`Captioner.load` takes them.
     """
     suffix = Path(output).suffix.lower() if output is not None else None
     if output is not None and suffix not in (".json", ".csv", ".jsonl"):
@@ -53,15 +54,15 @@ def run(checkpoint: str, input: str, output: str | None = None, decode: DecodeOp
                                  "or give another output")
     _, _, torch_device = distributed.init_if_launched(resolve_device(device))
     try:
-        captioner = Captioner.load(checkpoint, device=torch_device)
+        captioner = Captioner.load(checkpoint, torch_device, rerank=rerank, head=head)
         if attention_dir is not None:
             captioner.check_attention()  # before anything is read or written
         # rank 0 alone reads (and may repair) the output; every process then captions its share of the rest
         earlier = (complete_jsonl_rows(output, "path") if resume else []) if distributed.is_main() else []
         done = {os.path.realpath(str(row["path"])) for row in earlier}  # the same file however it was named
         todo = distributed.broadcast_from_main([path for path in paths if os.path.realpath(path) not in done])
-        mine = captioner.caption_files(distributed.share(todo), batch_size, num_workers,
-                                       attention=attention_dir is not None, **asdict(decode))
+        mine = captioner.caption_results(distributed.share(todo), batch_size, num_workers,
+                                         attention=attention_dir is not None, **asdict(decode))
         results = distributed.in_input_order(mine, len(todo), batch_size)
         if not distributed.is_main():
             for _ in results:  # every round of gathering takes every process
@@ -144,7 +145,7 @@ def write_results(path: Path, results: list[CaptionResult]) -> None:
 def main(cfg: DictConfig) -> None:
     with user_errors():
         counts = run(cfg.checkpoint, str(cfg.input), cfg.output, typed(DecodeOptions, cfg.decode, "decode"),
-                     cfg.batch_size, cfg.device, cfg.resume, cfg.num_workers, cfg.attention_dir)
+                     cfg.batch_size, cfg.device, cfg.resume, cfg.num_workers, cfg.attention_dir, **model_settings(cfg))
     if counts["failed"]:
         sys.exit(1)
 

@@ -32,6 +32,11 @@ def _config_dir() -> Path:
 CONFIG_PATH = str(_config_dir())
 
 
+def model_settings(cfg: DictConfig) -> dict:
+    """The ``rerank`` and ``head`` config groups, as :meth:`Captioner.load` takes them."""
+    return {"rerank": OmegaConf.to_container(cfg.rerank), "head": OmegaConf.to_container(cfg.head)}
+
+
 FAILED = "failed.json"  # a sweep job's user error, in its dir: the sweep goes on, its summary lists it
 
 

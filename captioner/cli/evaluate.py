@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from captioner import distributed
 from captioner.api import Captioner
 from captioner.cli.common import data_scorers, instantiate_records, limit_threads_in_parallel_sweeps
-from captioner.cli.config import typed, user_errors
+from captioner.cli.config import model_settings, typed, user_errors
 from captioner.cli.overrides import command
 from captioner.decode_options import DecodeOptions
 from captioner.devices import resolve_device
@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> None:
             decode = typed(DecodeOptions, cfg.decode, "decode")
             _, _, device = distributed.init_if_launched(resolve_device(cfg.device))  # under torchrun: split the images
             try:
-                captioner = Captioner.load(cfg.checkpoint, device=device)  # before any data work
+                captioner = Captioner.load(cfg.checkpoint, device, **model_settings(cfg))  # before any data work
                 evaluate_model(captioner, instantiate_records(cfg.data, once=True), out_dir, cfg.split, decode,
                                cfg.batch_size, text_metrics, data_scorers(cfg.data), cfg.num_workers, cfg.report)
             finally:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from captioner.cli.config import typed, user_errors
+from captioner.cli.config import model_settings, typed, user_errors
 from captioner.cli.overrides import command
 from captioner.decode_options import DecodeOptions
 from captioner.errors import CaptionerError
@@ -44,7 +44,7 @@ class ServeConfig:
 @command("serve")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        settings = typed(ServeConfig, {k: v for k, v in cfg.items() if k != "decode"}, "serve")
+        settings = typed(ServeConfig, {k: v for k, v in cfg.items() if k not in ("decode", "rerank", "head")}, "serve")
         decode = typed(DecodeOptions, cfg.decode, "decode")
         try:
             import uvicorn
@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> None:
         from captioner.api import Captioner
         from captioner.devices import resolve_device
 
-        captioner = Captioner.load(settings.checkpoint, device=resolve_device(settings.device))
+        captioner = Captioner.load(settings.checkpoint, resolve_device(settings.device), **model_settings(cfg))
         server = app(captioner, settings.batch_size, settings.max_wait_ms, settings.max_upload_mb, settings.max_images,
                      decode)
         print(f"captioner-serve: {settings.checkpoint} on http://{settings.host}:{settings.port}/ "

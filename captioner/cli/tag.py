@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from captioner.cli.config import typed, user_errors
+from captioner.cli.config import model_settings, typed, user_errors
 from captioner.cli.overrides import command
 from captioner.decode_options import DecodeOptions
 from captioner.io import check_writable
@@ -25,9 +25,10 @@ from captioner.video.tagger import TagOptions, VideoTagger
 
 def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = TagOptions(),
         decode: DecodeOptions = DecodeOptions(), device: str = "auto", progress: bool = True,
-        resume: bool = False) -> dict:
+        resume: bool = False, rerank: dict | None = None, head: dict | None = None) -> dict:
     """Tag every video; a bad one is reported on one line and the rest go on. ``resume``: a video whose
-    page (written last) is already in ``out_dir`` is skipped, so an interrupted folder goes on where it was."""
+    page (written last) is already in ``out_dir`` is skipped, so an interrupted folder goes on where it was.
+    ``rerank``, ``head``: as :meth:`Captioner.load` takes them."""
     paths = expand_inputs(video, VIDEO_EXTENSIONS)
     names = output_names(paths)
     check_writable(Path(out_dir) / f"{names[0]}.json", paths)  # before any work
@@ -38,16 +39,16 @@ def run(checkpoint: str, video: str, out_dir: str = ".", options: TagOptions = T
             return {"tagged": 0, "failed": 0}
         paths, names = (list(column) for column in zip(*todo))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader") as pool:
-        model = pool.submit(_load, checkpoint, device)
+        model = pool.submit(_load, checkpoint, device, rerank, head)
         with VideoTagger(model, options, **asdict(decode)) as tagger:
             return _tag_all(paths, names, tagger, out_dir, progress)
 
 
-def _load(checkpoint: str, device: str):
+def _load(checkpoint: str, device: str, rerank: dict | None, head: dict | None):
     from captioner.api import Captioner
     from captioner.devices import resolve_device
 
-    return Captioner.load(checkpoint, device=resolve_device(device))
+    return Captioner.load(checkpoint, resolve_device(device), rerank=rerank, head=head)
 
 
 def _tag_all(paths: list[Path], names: list[Path], tagger: VideoTagger, out_dir: str, progress: bool) -> dict:
@@ -84,7 +85,8 @@ def _main(cfg: DictConfig) -> None:
     with user_errors():
         options = typed(TagOptions, {k: v for k, v in cfg.video.items() if k != "path"}, "video")
         decode = typed(DecodeOptions, cfg.decode, "decode")
-        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, options, decode, cfg.device, resume=cfg.resume)
+        counts = run(cfg.checkpoint, str(cfg.video.path), cfg.out_dir, options, decode, cfg.device, resume=cfg.resume,
+                     **model_settings(cfg))
     if counts["failed"]:
         sys.exit(1)
 

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from captioner.data.formats import ImageRecord
-from captioner.data.loading import ImageFiles
+from captioner.data.loading import Images
 from captioner.errors import CaptionerError, ImageError
 from captioner.vocab import Vocabulary
 
@@ -36,7 +36,7 @@ class CaptionDataset(Dataset):
         if captions_per_image not in ("all", "one"):
             raise CaptionerError(f"captions_per_image must be all or one, got {captions_per_image!r}")
         self.records, self.vocab, self.transform = records, vocab, transform
-        self.images = ImageFiles([r.path for r in records], transform)  # how every path reads image files
+        self.images = Images([r.path for r in records], transform)  # how every path reads image files
         self.max_length, self.seed, self.epoch = max_length, seed, 0
         self.captions_per_image = captions_per_image
         self.cache: dict[int, torch.Tensor] | None = {} if cache_images else None

@@ -21,13 +21,14 @@ Options, each off by default, add to that core:
 - ``bidirectional``: a second decoder of the same kind (``reverse``) learns the captions read
   backwards from the same features, so that a finished caption can be scored from its other end
   and the beam's candidates re-ranked (Wang et al., ACM MM 2016, "Image Captioning with Deep
-  Bidirectional LSTMs"; ``decode.rerank=bidirectional``).
+  Bidirectional LSTMs"; :mod:`captioner.reranking`).
 
 Figures for each option: benchmarks/README.md, "The demo recipe".
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 
 import torch
@@ -136,31 +137,41 @@ class Decoder(nn.Module):
         """features (B, F) -> logits (B, V) of each word appearing in the image's captions."""
         return self.word_head(self.summary(features))
 
-    def forward(self, features: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None = None,
-                as_trained: bool = True) -> torch.Tensor:
-        """Teacher forcing: features (B, F), tokens (N, T) -> logits (N, T, V).
+    def forward(self, features: torch.Tensor, tokens: torch.Tensor,
+                image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher forcing: features (B, F), tokens (N, T) -> logits (N, T, V), formed as in training.
 
         ``image_index`` (N,) says which image each caption describes (by default caption i
         describes image i): the image's part of the state is computed once per image.
-        ``as_trained=False`` forms the logits as ``step`` does (scoring a caption as decoding would).
         """
-        state = self.initial_state(features)
-        if image_index is not None:
-            state = state.reorder(image_index)
-        outputs, _, _ = self._run(tokens, state)  # (N, T, H [+ C with attention])
-        prior = state.prior.transpose(0, 1) if state.prior is not None else None  # (N, 1, V)
-        return self._logits(self.dropout(outputs), prior, tokens, teacher_forcing=as_trained)
+        return self._teacher_forced(features, tokens, image_index, teacher_forcing=True)
 
-    def step(self, tokens: torch.Tensor, state: DecoderState, class_lm_weight: float | None = None,
-             as_trained: bool = False) -> tuple[torch.Tensor, DecoderState]:
-        """One step for decoding: tokens (B,) -> logits (B, V) and the next state.
+    def decoding_logits(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing with the logits formed as ``step`` forms them: features (B, F), tokens (B, T) ->
+        logits (B, T, V), to score a finished caption as decoding would (a re-ranker's view)."""
+        return self._teacher_forced(features, tokens, None, teacher_forcing=False)
 
-        ``class_lm_weight`` overrides the word-class head's decoding weight (None: the model's own);
-        ``as_trained`` forms the logits as teacher forcing does (the head's training weight and prior).
-        """
-        outputs, state, _ = self._run(tokens.unsqueeze(1), state)  # (B, 1, H [+ C with attention])
-        prior = state.prior[0] if state.prior is not None else None  # (B, V)
-        return self._logits(outputs.squeeze(1), prior, tokens, as_trained, class_lm_weight), state
+    def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """One step for decoding: tokens (B,) -> logits (B, V) and the next state."""
+        return self._step(tokens, state, teacher_forcing=False)
+
+    def set_head_decoding(self, **settings) -> None:
+        """Change how the head forms decoding's logits, for the settings it lets a trained model change
+        (:meth:`WordClasses.set_decoding`); a setting that is None keeps the model's."""
+        given = {name: value for name, value in settings.items() if value is not None}
+        if not given:
+            return
+        allowed = inspect.signature(self.head.set_decoding).parameters if hasattr(self.head, "set_decoding") else {}
+        unknown = [name for name in given if name not in allowed]
+        if unknown:
+            head = next(name for name, part in HEADS.items() if part is (type(self.head) if self.head else None))
+            raise CaptionerError(f"head.{unknown[0]}: the {head} head of this model has no such decoding setting"
+                                 + (f" (it has: {', '.join(allowed)})" if allowed else ""))
+        self.head.set_decoding(**given)
+
+    def as_trained(self) -> AsTrained:
+        """This decoder for a search whose logits are formed as teacher forcing forms them."""
+        return AsTrained(self)
 
     def attention_weights(self, features: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Where each step looked: features (B, F), tokens (B, T) -> the attention over the grid cells
@@ -169,14 +180,29 @@ class Decoder(nn.Module):
             raise CaptionerError("this model has no attention (model.decoder.attention_dim=0)")
         return self._run(tokens, self.initial_state(features))[2]
 
+    def _teacher_forced(self, features: torch.Tensor, tokens: torch.Tensor, image_index: torch.Tensor | None,
+                        teacher_forcing: bool) -> torch.Tensor:
+        state = self.initial_state(features)
+        if image_index is not None:
+            state = state.reorder(image_index)
+        outputs, _, _ = self._run(tokens, state)  # (N, T, H [+ C with attention])
+        prior = state.prior.transpose(0, 1) if state.prior is not None else None  # (N, 1, V)
+        return self._logits(self.dropout(outputs), prior, tokens, teacher_forcing)
+
+    def _step(self, tokens: torch.Tensor, state: DecoderState,
+              teacher_forcing: bool) -> tuple[torch.Tensor, DecoderState]:
+        outputs, state, _ = self._run(tokens.unsqueeze(1), state)  # (B, 1, H [+ C with attention])
+        prior = state.prior[0] if state.prior is not None else None  # (B, V)
+        return self._logits(outputs.squeeze(1), prior, tokens, teacher_forcing), state
+
     def _logits(self, outputs: torch.Tensor, prior: torch.Tensor | None, previous: torch.Tensor,
-                teacher_forcing: bool = False, class_lm_weight: float | None = None) -> torch.Tensor:
+                teacher_forcing: bool) -> torch.Tensor:
         """outputs (..., H [+ C]), the word prior (..., V) or None, the words before (...) -> logits (..., V)."""
         logits = self.out(outputs)
         if prior is not None:
             logits = logits + prior
         if self.head is not None:
-            logits = self.head(logits, outputs, self.out, prior, previous, teacher_forcing, class_lm_weight)
+            logits = self.head(logits, outputs, self.out, prior, previous, teacher_forcing)
         return logits
 
     def _run(self, tokens: torch.Tensor, state: DecoderState
@@ -199,3 +225,18 @@ class Decoder(nn.Module):
             outputs = torch.cat([outputs, contexts], dim=2)  # (B, T, H + C)
         new_hidden = tuple(new_hidden) if self.num_states == 2 else (new_hidden,)
         return outputs, replace(state, hidden=new_hidden), weights
+
+
+class AsTrained:
+    """A decoder as a search sees it (``initial_state``, ``step``), with its logits formed as teacher
+    forcing forms them (a word-class head's training weight and logit adjustment): self-critical
+    training samples the policy it trains."""
+
+    def __init__(self, decoder: Decoder):
+        self.decoder = decoder
+
+    def initial_state(self, features: torch.Tensor) -> DecoderState:
+        return self.decoder.initial_state(features)
+
+    def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        return self.decoder._step(tokens, state, teacher_forcing=True)

@@ -10,7 +10,7 @@ Talk (Lu et al., 2018) and the lexical classes of Hendricks et al. (2016), over 
 
 - ``lm_weight`` lets the language model's own preference within a group back in, scaled (0: the
   image alone chooses, 1: the plain decoder); ``decoding_lm_weight`` is the one decoding uses,
-  and a search can pass its own (``decode.class_lm_weight``).
+  which a loaded model can change (:meth:`WordClasses.set_decoding`, ``head.decoding_lm_weight=``).
 - ``pointer``: after a word of a class, the next step's attention scores also get, for every grid
   cell, how strongly that cell alone reads as the word just said (its features times that word's
   output weights, not trained through this path), times a learned weight per class: the shape is
@@ -59,6 +59,11 @@ class WordClasses(nn.Module):
         # (V, V) or None: teacher forcing's log-prior of each class word after each word (set_prior)
         self.register_buffer("prior", None, persistent=False)
 
+    def set_decoding(self, decoding_lm_weight: float) -> None:
+        """Decode with this ``decoding_lm_weight`` from now on (e.g. one chosen on validation after training)."""
+        _check(self.groups, len(self.class_of), (self.lm_weight, decoding_lm_weight), True)
+        self.decoding_lm_weight = decoding_lm_weight
+
     def fit_prior(self, captions: Iterable[Sequence[int]]) -> None:
         """With ``logit_adjustment``, set the prior from the training captions' ids; otherwise nothing."""
         if self.logit_adjustment:
@@ -72,13 +77,10 @@ class WordClasses(nn.Module):
         self.prior = log_prior
 
     def forward(self, logits: torch.Tensor, outputs: torch.Tensor, out: nn.Linear, word_prior: torch.Tensor | None,
-                previous: torch.Tensor, teacher_forcing: bool, class_lm_weight: float | None = None) -> torch.Tensor:
+                previous: torch.Tensor, teacher_forcing: bool) -> torch.Tensor:
         """The plain logits (..., V), the decoder's outputs (..., H [+ C]), its output layer, the word
         prior (..., V) or None and the words before (...) -> logits (..., V) re-formed within each class."""
-        if teacher_forcing:
-            weight_of_lm = self.lm_weight
-        else:
-            weight_of_lm = self.decoding_lm_weight if class_lm_weight is None else class_lm_weight
+        weight_of_lm = self.lm_weight if teacher_forcing else self.decoding_lm_weight
         adjustment = self.prior[previous] if teacher_forcing and self.prior is not None else None  # (..., V)
         image = outputs[..., self.hidden_dim :]  # the attended context (empty without attention)
         for group in self.groups:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from captioner.api import Captioner
+from captioner.api import Candidate, Captioner
 from captioner.decode_options import DecodeOptions
 
 
@@ -30,7 +30,7 @@ class Decoded:
     """One request's answer: per image, its captions best first with their log-probabilities, and where
     the model looked for each word of the best one (when asked for)."""
 
-    candidates: list[list[tuple[str, float]]]
+    candidates: list[list[Candidate]]
     attention: list[np.ndarray] | None = None
 
 
@@ -113,13 +113,13 @@ class Batcher:
         options = live[0].options
         try:
             pixels = torch.cat([job.pixels for job in live])
-            candidates = self.captioner.decode_tensors(pixels, **dataclasses.asdict(options))
+            candidates = self.captioner.caption_candidates(pixels, len(pixels), **dataclasses.asdict(options))
             self.batch_sizes[len(pixels)] += 1
             answers, start = [], 0
             for job in live:
                 mine = candidates[start : start + len(job.pixels)]
                 start += len(job.pixels)
-                maps = (self.captioner.attention_maps(job.pixels, [c[0][0] for c in mine], options.amp)
+                maps = (self.captioner.attention_maps(job.pixels, [c[0].caption for c in mine], options.amp)
                         if job.attention else None)
                 answers.append(Decoded(mine, maps))
         except Exception as error:  # noqa: BLE001 - the requests of this batch fail, the server goes on

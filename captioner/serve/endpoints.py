@@ -135,10 +135,11 @@ def _images(uploads: list[Upload]) -> tuple[list, list[str | None]]:
 def _answers(images: list, decoded: Decoded) -> list[dict]:
     answers = []
     for n, (image, candidates) in enumerate(zip(images, decoded.candidates)):
-        answer = {"caption": candidates[0][0], "log_prob": candidates[0][1],
+        best = candidates[0]
+        answer = {"caption": best.caption, "log_prob": best.log_prob,
                   "candidates": [[text, log_prob] for text, log_prob in candidates]}
         if decoded.attention is not None:
-            answer["attention"] = _png_data_url(attention_strip(image, candidates[0][0].split(), decoded.attention[n]))
+            answer["attention"] = _png_data_url(attention_strip(image, best.caption.split(), decoded.attention[n]))
         answers.append(answer)
     return answers
 
