@@ -23,8 +23,8 @@ from captioner.api import Captioner
 from captioner.cli.config import CONFIG_PATH, typed
 from captioner.data.formats import split_records
 from captioner.data.transforms import Preprocess
+from captioner.models.decoder import head_settings
 from captioner.models.model import CaptionModel
-from captioner.models.word_classes import with_word_ids
 from captioner.synthetic.dataset import synthetic_dataset
 from captioner.synthetic.scoring import AttributeAccuracy
 from captioner.training import Trainer
@@ -58,7 +58,7 @@ def main() -> None:
     records = synthetic_dataset()
     train, val = split_records(records, "train")[: args.images], split_records(records, "val")[:32]
     vocab = Vocabulary.build(c for r in train for c in r.captions)
-    decoder["head"] = with_word_ids(decoder["head"], vocab)
+    decoder["head"] = head_settings(decoder["head"], vocab)
     print(f"{args.steps} steps of batch {demo.batch_size} over {len(train)} images, "
           f"{torch.get_num_threads()} threads\n")
     print("| setting | images/s |\n|---|---|")

@@ -77,7 +77,7 @@ class Captioner:
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         if rerank is not None:
-            rerank.check(self.model)
+            rerank.check(self.model.decoder)  # at once, not at the first caption
         self.channels_last, self.rerank = channels_last, rerank
         self.vocab = vocab
         self.preprocess = preprocess

@@ -24,9 +24,9 @@ from captioner.devices import resolve_device
 from captioner.evaluation import Scorer, evaluate_records
 from captioner.feature_cache import FeatureRows, cached_features
 from captioner.io import write_json
+from captioner.models.decoder import head_settings
 from captioner.models.encoder import Encoder, encoder_preprocess
 from captioner.models.model import CaptionModel
-from captioner.models.word_classes import WordClasses, with_word_ids
 from captioner.training import BEST, Trainer
 from captioner.training_config import TrainerConfig
 from captioner.training_data import feature_extraction
@@ -57,12 +57,11 @@ def train(records: list[ImageRecord], out_dir: str | Path, encoder: dict, decode
     else:
         vocab = Vocabulary.build((c for r in train_records for c in r.captions), min_count=vocab_min_count)
         if decoder.get("head"):
-            decoder = {**decoder, "head": with_word_ids(decoder["head"], vocab)}
+            decoder = {**decoder, "head": head_settings(decoder["head"], vocab)}
         model = CaptionModel(len(vocab), encoder, decoder)
         preprocess = encoder_preprocess(encoder["name"], encoder.get("weights"), image_size)
         captioner = Captioner(model, vocab, preprocess, max_length=max_length, channels_last=trainer.channels_last)
-    if isinstance(model.decoder.head, WordClasses):
-        model.decoder.head.fit_prior(vocab.encode(c, max_length) for r in train_records for c in r.captions)
+    model.decoder.fit_head(vocab.encode(c, max_length) for r in train_records for c in r.captions)
     if distributed.is_main():
         print(f"training on {len(train_records)} images, validating on {len(val_records)}; vocabulary of "
               f"{len(vocab)} words; {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; writing to "

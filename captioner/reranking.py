@@ -28,9 +28,9 @@ class BidirectionalReranking:
             raise CaptionerError(f"rerank.weight must be a number, got {weight}")
         self.weight = weight
 
-    def check(self, model) -> None:
-        """Raise CaptionerError unless ``model`` (a CaptionModel) has the reverse decoder this needs."""
-        if model.decoder.reverse is None:
+    def check(self, decoder) -> None:
+        """Raise CaptionerError unless ``decoder`` has the reverse decoder this needs."""
+        if decoder.reverse is None:
             raise CaptionerError("rerank=bidirectional needs a model trained with model.decoder.bidirectional=true")
 
     def search_options(self, options: DecodeOptions) -> DecodeOptions:
@@ -43,6 +43,7 @@ class BidirectionalReranking:
     def __call__(self, decoder, features: torch.Tensor, candidates: list[list[Hypothesis]], bos: int,
                  eos: int) -> list[list[Hypothesis]]:
         """Each image's candidates (its features (B, F), the same number per image) in their new order."""
+        self.check(decoder)
         beams = len(candidates[0])
         backward = reverse_log_probs(decoder.reverse, features.repeat_interleave(beams, dim=0),
                                      [h.tokens for image in candidates for h in image], bos, eos)  # (B * K,)

@@ -57,9 +57,8 @@ def test_re_ranking_with_weight_0_keeps_the_beams_order_and_a_large_weight_follo
 
 
 def test_re_ranking_needs_a_reverse_decoder_and_a_beam_and_asks_the_search_for_all_its_candidates():
-    model = CaptionModel(12, TINY_ENCODER, {"embed_dim": 4, "hidden_dim": 8})
     with pytest.raises(CaptionerError, match="needs a model trained with model.decoder.bidirectional=true"):
-        BidirectionalReranking().check(model)
+        BidirectionalReranking().check(Decoder(vocab_size=12, feature_dim=8))
     with pytest.raises(CaptionerError, match="decode.strategy=beam"):
         BidirectionalReranking().search_options(DecodeOptions(strategy="sample"))
     assert BidirectionalReranking().search_options(DecodeOptions(beam_size=5)).num_captions == 5

@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 from captioner.cli.common import data_scorers, instantiate_records
 from captioner.cli.config import CONFIG_PATH
+from captioner.models.decoder import head_settings
 from captioner.models.model import CaptionModel
-from captioner.models.word_classes import with_word_ids
 from captioner.synthetic.scenes import COLOUR_WORDS, SHAPE_WORDS
 from captioner.synthetic.scoring import AttributeAccuracy
 from captioner.training_config import TrainerConfig
@@ -41,7 +41,7 @@ def test_train_config_builds_trainer_and_every_decoder_cell(overrides):
         cfg = compose_config("train", [*overrides, f"model/decoder={cell}"])
         TrainerConfig(**cfg.trainer)
         decoder = OmegaConf.to_container(cfg.model.decoder)
-        decoder["head"] = with_word_ids(decoder["head"], vocab)  # as training does
+        decoder["head"] = head_settings(decoder["head"], vocab)  # as training does
         model = CaptionModel(len(vocab), OmegaConf.to_container(cfg.model.encoder), decoder)
         assert model.args["decoder"]["cell"] == cell
 

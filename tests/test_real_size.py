@@ -15,8 +15,8 @@ from PIL import Image
 
 from captioner.api import Captioner
 from captioner.cli.config import CONFIG_PATH
+from captioner.models.decoder import head_settings
 from captioner.models.model import CaptionModel
-from captioner.models.word_classes import with_word_ids
 from captioner.vocab import SPECIALS, Vocabulary
 
 COCO_WORDS = 9487
@@ -36,7 +36,7 @@ def recipe_model(recipe: str, vocab: Vocabulary) -> CaptionModel:
         cfg = compose("train", overrides=[f"experiment={recipe}", "model.encoder.weights=null"])
     encoder, decoder = (OmegaConf.to_container(node) for node in (cfg.model.encoder, cfg.model.decoder))
     if decoder.get("head", {}).get("words"):
-        decoder["head"] = with_word_ids(decoder["head"], vocab)
+        decoder["head"] = head_settings(decoder["head"], vocab)
     return CaptionModel(len(vocab), encoder, decoder)
 
 

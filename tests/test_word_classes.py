@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from captioner.errors import CaptionerError
-from captioner.models.decoder import Decoder
+from captioner.models.decoder import Decoder, head_settings
 from captioner.models.word_classes import class_bigram_log_prior, with_word_ids
 from captioner.vocab import Vocabulary
 
@@ -138,12 +138,14 @@ def test_the_prior_adjusts_teacher_forcing_within_classes_only():
         classed.head.set_prior(torch.zeros(12, 11))
 
 
-def test_fit_prior_sets_the_prior_only_with_logit_adjustment():
+def test_fitting_the_head_sets_the_prior_only_with_logit_adjustment_and_a_plain_head_needs_nothing():
     for adjusted in (False, True):
         decoder = Decoder(12, 6, word_prior=True, head={"name": "word_classes", "groups": GROUPS,
                                                         "logit_adjustment": adjusted})
-        decoder.head.fit_prior([[1, 4, 7], [1, 5, 8]])
+        decoder.fit_head([[1, 4, 7], [1, 5, 8]])
         assert (decoder.head.prior is not None) == adjusted
+    Decoder(12, 6).fit_head([[1, 4, 7]])
+    assert head_settings({"name": "plain"}, Vocabulary.build(["a red circle"])) == {"name": "plain"}
 
 
 def test_words_become_vocabulary_ids():

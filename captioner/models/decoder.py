@@ -29,6 +29,7 @@ Figures for each option: benchmarks/README.md, "The demo recipe".
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 import torch
@@ -41,7 +42,17 @@ from captioner.models.summary import GridSummary
 from captioner.models.word_classes import WordClasses
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+# A head re-forms the logits: forward(logits, outputs, out, word_prior, previous, teacher_forcing),
+# attention_bias(tokens, locations, out), settings(config, vocab) (its config with words as ids),
+# fit(captions) (what it learns from the training captions first) and set_decoding(**settings).
 HEADS: dict[str, type[nn.Module] | None] = {"plain": None, "word_classes": WordClasses}
+
+
+def head_settings(head: dict, vocab) -> dict:
+    """A ``model.decoder.head`` config as the decoder and checkpoints take it, given the vocabulary (a head
+    that names words gets their ids)."""
+    part = HEADS.get(head.get("name", "plain"))
+    return part.settings(head, vocab) if part is not None else dict(head)
 
 
 def _check_choices(cell: str, head: str, attended_dim: int, locations: int) -> None:
@@ -154,6 +165,11 @@ class Decoder(nn.Module):
     def step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """One step for decoding: tokens (B,) -> logits (B, V) and the next state."""
         return self._step(tokens, state, teacher_forcing=False)
+
+    def fit_head(self, captions: Iterable[Sequence[int]]) -> None:
+        """Let the head learn what it takes from the training captions (token ids) before training."""
+        if self.head is not None:
+            self.head.fit(captions)
 
     def set_head_decoding(self, **settings) -> None:
         """Change how the head forms decoding's logits, for the settings it lets a trained model change

@@ -56,7 +56,7 @@ class WordClasses(nn.Module):
             for word in group:
                 self.class_of[word] = k
         self.pointer_scale = nn.Parameter(torch.ones(len(self.groups))) if pointer else None
-        # (V, V) or None: teacher forcing's log-prior of each class word after each word (set_prior)
+        # (V, V) or None: teacher forcing's log-prior of each class word after each word (fit, set_prior)
         self.register_buffer("prior", None, persistent=False)
 
     def set_decoding(self, decoding_lm_weight: float) -> None:
@@ -64,7 +64,12 @@ class WordClasses(nn.Module):
         _check(self.groups, len(self.class_of), (self.lm_weight, decoding_lm_weight), True)
         self.decoding_lm_weight = decoding_lm_weight
 
-    def fit_prior(self, captions: Iterable[Sequence[int]]) -> None:
+    @staticmethod
+    def settings(config: dict, vocab: Vocabulary) -> dict:
+        """The head's config as its constructor and checkpoints take it (:func:`with_word_ids`)."""
+        return with_word_ids(config, vocab)
+
+    def fit(self, captions: Iterable[Sequence[int]]) -> None:
         """With ``logit_adjustment``, set the prior from the training captions' ids; otherwise nothing."""
         if self.logit_adjustment:
             self.set_prior(class_bigram_log_prior(captions, len(self.class_of), self.groups))
