@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from conftest import cli, tiny_data
 from PIL import Image
@@ -65,8 +69,16 @@ def test_config_error_is_one_line(tmp_path, command, overrides, message):
     assert "Traceback" not in result.stderr
 
 
-def test_unknown_config_group_option_names_the_valid_ones(tmp_path):
-    result = cli("train", "model/decoder=transformer", cwd=tmp_path)  # Hydra's own message, at compose time
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "Could not find 'model/decoder/transformer'" in result.stderr
-    assert all(f"\t{cell}" in result.stderr for cell in ("gru", "lstm", "rnn"))
+@pytest.mark.parametrize("overrides, message", [
+    (["model/decoder=transformer"],  # Hydra's own words, at compose time
+     "error: In 'train': Could not find 'model/decoder/transformer'; Available options in 'model/decoder': gru, "
+     "lstm, rnn"),
+    (["trainer.max_epoch=3"], "error: Could not override 'trainer.max_epoch'. To append to your config use "
+                              "+trainer.max_epoch=3 (Key 'max_epoch' is not in struct)"),
+])
+def test_a_key_or_option_hydra_cannot_compose_is_one_line_naming_the_valid_ones(tmp_path, overrides, message):
+    result = cli("train", *overrides, cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip() == message and result.stdout == ""
+    full = subprocess.run([sys.executable, "-m", "captioner.cli.train", *overrides], capture_output=True, text=True,
+                          cwd=tmp_path, env=os.environ | {"HYDRA_FULL_ERROR": "1"})
+    assert full.returncode == 1 and "Traceback" in full.stderr  # asked for: the whole story

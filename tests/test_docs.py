@@ -6,6 +6,7 @@ every other command (training, extraction, clusters) composes its config with Hy
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from conftest import run_if, wait_until_serving
+
+from captioner.synthetic.dataset import SPLIT_FILE, synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", ROOT / "benchmarks" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -70,7 +73,19 @@ def layout(trained, media, tmp_path_factory) -> Path:
     shutil.copy(media / "videos" / "realshort.mp4", here / "my_videos" / "short.mp4")
     os.symlink(media / "coco" / "fakecap_results_subset134.json", here / "results.json")
     os.symlink(media / "coco" / "captions_val2014_subset134.json", here / "captions_val2014.json")
+    few_synthetic_scenes(here / "data" / "synthetic")
     return here
+
+
+def few_synthetic_scenes(root: Path) -> None:
+    """The built-in dataset where ``data=synthetic`` looks, marked as made with the default settings but
+    with 40 validation and test scenes: the evaluate commands run as written, on fewer images."""
+    synthetic_dataset(root, num_train=8, num_val=40, num_test=40)
+    split_file = root / SPLIT_FILE
+    content = json.loads(split_file.read_text())
+    defaults = inspect.signature(synthetic_dataset).parameters
+    content["settings"] |= {k: defaults[k].default for k in ("num_train", "num_val", "num_test")}
+    split_file.write_text(json.dumps(content))
 
 
 def test_the_docs_have_the_commands_a_new_user_runs_first():

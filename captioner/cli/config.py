@@ -37,6 +37,14 @@ def model_settings(cfg: DictConfig) -> dict:
     return {"rerank": OmegaConf.to_container(cfg.rerank), "head": OmegaConf.to_container(cfg.head)}
 
 
+TRACEBACKS = "CAPTIONER_TRACEBACKS"  # HYDRA_FULL_ERROR as the user set it (the commands set it for Hydra)
+
+
+def tracebacks_asked() -> bool:
+    """Whether the user asked for tracebacks instead of one-line errors (``HYDRA_FULL_ERROR=1``)."""
+    return os.environ.get(TRACEBACKS, os.environ.get("HYDRA_FULL_ERROR")) == "1"
+
+
 FAILED = "failed.json"  # a sweep job's user error, in its dir: the sweep goes on, its summary lists it
 
 
@@ -57,7 +65,7 @@ def user_errors(sweeps: bool = False) -> Iterator[None]:
         print(error, file=sys.stderr)
         sys.exit(130)
     except (CaptionerError, OmegaConfBaseException) as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if tracebacks_asked():
             raise
         line = str(error).splitlines()[0]
         print(f"error: {line}", file=sys.stderr)

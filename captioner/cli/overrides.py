@@ -1,12 +1,15 @@
-"""The commands' entry point: Hydra's, after a check of the command line that says how to quote a value.
+"""The commands' entry point: Hydra's, after a check of the command line that says how to quote a value,
+with what Hydra cannot compose said in one line.
 
 Hydra's override grammar reads ``, = ' " [ ] { } #`` and letters beyond ASCII as syntax, so a file
 name holding one (``input=it's.png``) stops it with a lexer message that never says the cure:
-quoting. Such an override is refused here in one line that gives the quoted form to paste."""
+quoting. Such an override is refused here in one line that gives the quoted form to paste. A key
+or a group option that does not exist gets Hydra's own words, in one line."""
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shlex
 import sys
@@ -15,9 +18,10 @@ from collections.abc import Callable
 import hydra
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
+from hydra.errors import CompactHydraException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
 
-from captioner.cli.config import CONFIG_PATH
+from captioner.cli.config import CONFIG_PATH, TRACEBACKS, tracebacks_asked
 
 
 def command(config_name: str) -> Callable[[Callable], Callable]:
@@ -33,7 +37,15 @@ def command(config_name: str) -> Callable[[Callable], Callable]:
                 if problem:
                     print(f"error: {problem}", file=sys.stderr)
                     sys.exit(1)
-            return hydra_main(*args, **kwargs)
+            os.environ.setdefault(TRACEBACKS, "1" if tracebacks_asked() else "0")  # the user's wish, kept
+            os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it cannot compose to here, not prints it
+            try:
+                return hydra_main(*args, **kwargs)
+            except CompactHydraException as error:
+                if tracebacks_asked():
+                    raise
+                print(f"error: {composition_problem(error)}", file=sys.stderr)
+                sys.exit(1)
 
         return main
 
@@ -66,6 +78,21 @@ def command_line_problem(argv: list[str]) -> str | None:
             return f"{override}: Hydra cannot read this override (key=value)"
         return f"{override}: {reason}; to mean one value, quote it: {shlex.quote(f'{key}={quoted(value)}')}"
     return None
+
+
+def composition_problem(error: Exception) -> str:
+    """Hydra's message for a command line it cannot compose, in one line: its sentences, the options it
+    lists joined by commas, without the config search path, and the reason OmegaConf gave."""
+    lines = str(error).split("Config search path")[0].splitlines()
+    sentences = [line.strip() for line in lines if line.strip() and not line.startswith("\t")]
+    options = [line.strip() for line in lines if line.startswith("\t")]
+    text = ""
+    for sentence in sentences:
+        text += sentence if not text else (" " if text.endswith((".", ":", ";")) else "; ") + sentence
+    text += " " + ", ".join(options) if options else ""
+    if isinstance(error.__cause__, OmegaConfBaseException):
+        text += f" ({str(error.__cause__).splitlines()[0]})"
+    return text
 
 
 def quoted(value: str) -> str:

@@ -65,7 +65,7 @@ class Images(Dataset):
             return f"<image {index}>", source, None
         name = str(source) if isinstance(source, (str, Path)) else f"<image {index}>"
         try:
-            return name, self.transform(load_image(source, name)), None
+            return name, self.transform(load_image(source)), None
         except ImageError as error:
             return name, None, error.reason
 
