@@ -95,7 +95,7 @@ class Decoder(nn.Module):
         self.num_states = 2 if cell == "lstm" else 1
         # The head first (it draws no random numbers): its parameters lead parameters(), so gradient
         # clipping sums the norms in the order checkpoints of every format version were trained with.
-        part = HEADS[head_name]
+        self.head_name, part = head_name, HEADS[head_name]
         self.head = part(vocab_size, hidden_dim, sees_image=bool(word_prior or attention_dim),
                          attends=bool(attention_dim), **head) if part else None
         self.summary = GridSummary(feature_dim, locations, summary, cell_dim)
@@ -180,9 +180,9 @@ class Decoder(nn.Module):
         allowed = inspect.signature(self.head.set_decoding).parameters if hasattr(self.head, "set_decoding") else {}
         unknown = [name for name in given if name not in allowed]
         if unknown:
-            head = next(name for name, part in HEADS.items() if part is (type(self.head) if self.head else None))
-            raise CaptionerError(f"head.{unknown[0]}: the {head} head of this model has no such decoding setting"
-                                 + (f" (it has: {', '.join(allowed)})" if allowed else ""))
+            has = f" (it has: {', '.join(allowed)})" if allowed else ""
+            raise CaptionerError(f"head.{unknown[0]}: the {self.head_name} head of this model has no such decoding "
+                                 f"setting{has}")
         self.head.set_decoding(**given)
 
     def as_trained(self) -> AsTrained:

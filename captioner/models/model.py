@@ -52,7 +52,6 @@ class CaptionModel(nn.Module):
         return outputs
 
 
-
 def reverse_captions(tokens: torch.Tensor, pad: int) -> torch.Tensor:
     """Captions (N, T) as ``<bos> w1 .. wn <eos> <pad>..`` -> ``<bos> wn .. w1 <eos> <pad>..``."""
     words = (tokens != pad).sum(1, keepdim=True) - 2  # (N, 1)
