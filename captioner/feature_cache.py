@@ -36,7 +36,7 @@ from captioner import distributed
 from captioner.data.loading import load_images
 from captioner.data.transforms import Preprocess
 from captioner.errors import CaptionerError, ImageError
-from captioner.io import JsonLines, complete_jsonl_rows, write_json
+from captioner.io import JsonLines, complete_jsonl_rows, size_text, write_json
 from captioner.models.encoder import Encoder
 
 FEATURES, SETTINGS, COMPLETE = "features.npy", "settings.json", "complete.json"
@@ -150,6 +150,11 @@ def _prepare(folder: Path, encoder: Encoder, preprocess: Preprocess, paths: Sequ
                                   shape=(rows, encoder.feature_dim))  # sparse until written
     done = _verified_chunks(folder, rows, chunk_rows)
     pending = [c for c in range(_chunks(rows, chunk_rows)) if c not in done]
+    needed = sum(_chunk_size(c, rows, chunk_rows) for c in pending) * encoder.feature_dim * 2
+    free = shutil.disk_usage(folder).free
+    if needed > free:  # before hours of encoding: the file takes room only as its chunks are written
+        raise CaptionerError(f"{folder}: the feature cache needs {size_text(needed)} more for {rows} images, "
+                             f"{size_text(free)} free there (trainer.feature_cache_dir= puts it on another disk)")
     print(f"extracting features of {rows} images into {folder}"
           + (f" (going on: {len(done)} of {len(done) + len(pending)} chunks done)" if done else ""), file=sys.stderr)
     return pending
@@ -207,8 +212,7 @@ def _complete(folder: Path, rows: int, chunk_rows: int) -> None:
         raise CaptionerError(f"{folder}: chunks {missing[:5]} were not written as recorded; run again")
     write_json(folder / COMPLETE, {"rows": rows, "chunk_rows": chunk_rows, "crc": crc})
     size = (folder / FEATURES).stat().st_size
-    shown = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
-    print(f"wrote the feature cache {folder} ({rows} images, {shown})", file=sys.stderr)
+    print(f"wrote the feature cache {folder} ({rows} images, {size_text(size)})", file=sys.stderr)
 
 
 def _damage(folder: Path, complete: dict, rows: int, dim: int) -> str | None:

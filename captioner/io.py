@@ -4,8 +4,10 @@ JSON lines that a crash cuts only between rows."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,10 +31,36 @@ def atomic_open(path: str | Path, mode: str = "w", errors: str = "strict") -> It
             os.fsync(handle.fileno())
         os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
-        raise
+        full = storage_full(error, path)
+        if full is None:
+            raise
+        kept = "the file before it is kept" if path.exists() else "nothing was written"
+        raise CaptionerError(f"{path}: could not be written ({full}); {kept}") from error
+
+
+# A write refused for want of room: the disk is full, a quota is reached or the file is over the size limit.
+STORAGE_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def storage_full(error: BaseException, path: Path) -> str | None:
+    """Why writing ``path`` failed for want of room (with the room left on its disk), or None for any other
+    error. torch.save reports its writer's OSError as a RuntimeError raised while handling it."""
+    cause = error if isinstance(error, OSError) else error.__context__
+    if not isinstance(cause, OSError) or cause.errno not in STORAGE_FULL:
+        return None
+    if cause.errno == errno.EFBIG:  # a limit on one file's size, not the disk
+        return cause.strerror
+    return f"{cause.strerror}, {size_text(shutil.disk_usage(path.parent).free)} free there"
+
+
+def size_text(size: int) -> str:
+    """A size in bytes for messages: "1.2 GiB", "3.4 MiB", "5 KiB"."""
+    if size >= 2**30:
+        return f"{size / 2**30:.1f} GiB"
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
 
 
 def check_writable(path: str | Path, inputs: Sequence[Path] = ()) -> None:
@@ -98,12 +126,24 @@ class JsonLines:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = self.path.open("a" if append else "w", encoding="utf-8")
+        self.broken = False
 
     def write(self, row: dict) -> None:
-        self.handle.write(json.dumps(row) + "\n")
-        self.handle.flush()
+        try:
+            self.handle.write(json.dumps(row) + "\n")
+            self.handle.flush()
+        except OSError as error:
+            self.broken = True  # the rows before are whole; a torn last line is cut when the file is read again
+            full = storage_full(error, self.path)
+            if full is None:
+                raise
+            raise CaptionerError(f"{self.path}: could not be written ({full}); the rows before are kept") from error
 
     def close(self) -> None:
+        if self.broken:  # the buffer holds what could not be written: closing would try again
+            with contextlib.suppress(OSError):
+                self.handle.close()
+            return
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()

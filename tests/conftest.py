@@ -183,3 +183,26 @@ def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 120
         except OSError:
             assert time.monotonic() < deadline, f"{url} did not answer in {seconds:.0f} s"
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: int) -> Iterator[Path]:
+    """A tmpfs of ``size`` bytes mounted on ``folder``: a real disk that fills (mounting takes root)."""
+    folder.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("needs a small disk: no mount command")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs a small disk: mounting a tmpfs failed ({mounted.stderr.strip()})")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file that takes the disk's room but ``leave`` bytes."""
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - leave))
+    return filler

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_DECODER, cli, tiny_data, tiny_trainer
+from conftest import TINY_DECODER, cli, small_disk, tiny_data, tiny_trainer
 
 from captioner import CaptionerError, ImageError
 from captioner import feature_cache as fc
@@ -165,3 +165,11 @@ def test_feature_cache_without_a_frozen_encoder_is_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == ("error: trainer.feature_cache=true caches a frozen encoder's "
                                                       "features: set model.encoder.freeze=true")
+
+
+def test_a_feature_cache_the_disk_has_no_room_for_is_refused_before_any_image_is_encoded(images, tmp_path, capsys):
+    with small_disk(tmp_path / "disk", 16 * 2**10) as disk:
+        with pytest.raises(CaptionerError, match=r"the feature cache needs 20 KiB more for 20 images, \d+ KiB free "
+                                                 r"there \(trainer.feature_cache_dir= puts it on another disk\)"):
+            extract(images, disk / "cache")
+        assert "extracting features" not in capsys.readouterr().err
