@@ -193,12 +193,14 @@ def train_part(work: Path, recipe: str, device: str, steps: int, phase: str) -> 
     val = train[:batch]  # the loss pass only: its size is measured apart
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    trainer = timed_trainer(captioner, train, val, config, work / "runs" / f"{recipe}_{phase}")
+    run_dir = work / "runs" / f"{recipe}_{phase}"
+    trainer = timed_trainer(captioner, train, val, config, run_dir)
     figures = trainer.fit()
     timed = trainer.step_seconds
     loop_seconds = len(timed) * batch / figures["train_images_per_second"]  # the loop: data loading included
     return {"step_s": statistics.median(timed[1:] or timed), "first_step_s": timed[0], "batch": batch,
             "loop_step_s": (loop_seconds - timed[0]) / max(1, len(timed) - 1), "steps": len(timed),
+            "last_mb": (run_dir / "last.pt").stat().st_size / 1e6,
             "gpu_peak_gb": torch.cuda.max_memory_allocated() / 2 ** 30 if torch.cuda.is_available() else None}
 
 
@@ -332,6 +334,8 @@ def report(recipe: str, figures: dict) -> None:
                      f"{part['step_s']:.2f} / {part['loop_step_s']:.2f}; {part['batch'] / part['loop_step_s']:.1f}; "
                      f"{part['peak_rss_gb']:.1f} GB"
                      + (f" / GPU {part['gpu_peak_gb']:.1f} GB" if part.get("gpu_peak_gb") else "")))
+        rows.append((f"{phase}: last.pt (resumable: the weights and the optimizer state)",
+                     f"{part['last_mb']:.0f} MB"))
         rows.append((f"{phase}: one epoch ({steps_per_epoch} steps + validation), x {epochs} epochs",
                      f"{epoch / 3600:.1f} h, {epoch * epochs / 3600:.0f} h"))
     if "frozen" in figures or "scst" in figures:

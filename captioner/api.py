@@ -132,8 +132,11 @@ class Captioner:
         return (result for batch in batches for result in self._caption_batch(batch, options, attention))
 
     def _caption_batch(self, batch: ImageBatch, options: DecodeOptions, attention: bool) -> Iterator[CaptionResult]:
-        decoded = self._decode(batch.pixels, options) if batch.pixels is not None else []
-        maps = (self.attention_maps(batch.pixels, [c[0].caption for c in decoded], options.amp)
+        pixels = batch.pixels
+        if attention and pixels is not None:  # encoded once, for the search and for the maps
+            pixels = self._grid_features(pixels, options.amp)
+        decoded = self._decode(pixels, options) if pixels is not None else []
+        maps = (self.attention_maps(pixels, [c[0].caption for c in decoded], options.amp)
                 if attention and decoded else [None] * len(decoded))
         readable = iter(zip(decoded, maps))
         for path, error in zip(batch.paths, batch.errors):
@@ -149,41 +152,49 @@ class Captioner:
             raise CaptionerError("this model has no attention (trained with model.decoder.attention_dim=0): "
                                  "there is nowhere it looked to show")
 
-    @torch.inference_mode()
     def attention_maps(self, pixels: torch.Tensor, captions: Sequence[str], amp: bool = True) -> list[np.ndarray]:
-        """Where the model looked for each word of each image's caption: preprocessed images (B, 3, S, S)
-        and their captions -> per image (words, grid, grid) attention weights (each word's sum to 1),
-        from teaching the caption to the decoder: the weights with which decoding chose each word
-        (``amp``: in the precision decoding ran in)."""
+        """Where the model looked for each word of each image's caption: preprocessed images (B, 3, S, S),
+        or their grid features (B, F), and their captions -> per image (words, grid, grid) attention weights
+        (each word's sum to 1), from teaching the caption to the decoder: the weights with which decoding
+        chose each word (``amp``: in the precision decoding ran in)."""
         self.check_attention()
-        was_training = self.model.training
-        self.model.eval()
         encoded = [self.vocab.encode(caption, self.max_length)[:-1] for caption in captions]  # <bos> w1 .. wn
         tokens = torch.nn.utils.rnn.pad_sequence([torch.tensor(ids) for ids in encoded], batch_first=True,
                                                  padding_value=self.vocab.pad).to(self.device)
-        with self.precision(amp):
+        with self._inference(amp):
             features = self.model.encoder(self._on_device(pixels))
             weights = self.model.decoder.attention_weights(features, tokens).float().cpu()  # (B, T, L)
-        self.model.train(was_training)
         grid = round(weights.shape[2] ** 0.5)
         return [weights[i, : len(ids) - 1].reshape(-1, grid, grid).numpy() for i, ids in enumerate(encoded)]
 
-    @torch.inference_mode()
+    def _grid_features(self, pixels: torch.Tensor, amp: bool) -> torch.Tensor:
+        """Images (B, 3, S, S) -> the encoder's grid features (B, F), which it takes again as a cache's rows."""
+        with self._inference(amp):
+            return self.model.encoder.grid_features(self._on_device(pixels))
+
     def _decode(self, pixels: torch.Tensor, options: DecodeOptions) -> list[list[Candidate]]:
-        """Images (B, 3, S, S) or their features (B, F) -> per image, ``num_captions`` candidates, best first."""
-        was_training = self.model.training
-        self.model.eval()
+        """Images (B, 3, S, S) or their grid features (B, F) -> per image, ``num_captions`` candidates, best first."""
         vocab = self.vocab
         banned = [vocab.pad, vocab.bos] + ([vocab.unk] if options.suppress_unk else [])
         search = self.rerank.search_options(options) if self.rerank is not None else options
-        with self.precision(options.amp):
+        with self._inference(options.amp):
             features = self.model.encoder(self._on_device(pixels))  # (B, F)
             found = decode(self.model.decoder, features, vocab.bos, vocab.eos, banned, search, self.max_length)
             if self.rerank is not None:
                 found = self.rerank(self.model.decoder, features, found, vocab.bos, vocab.eos)
-        self.model.train(was_training)
         return [[Candidate(vocab.decode(h.tokens), h.log_prob) for h in image[: options.num_captions]]
                 for image in found]
+
+    @contextlib.contextmanager
+    def _inference(self, amp: bool) -> Iterator[None]:
+        """Eval mode (restored after), no autograd, and the precision ``amp`` asks for."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode(), self.precision(amp):
+                yield
+        finally:
+            self.model.train(was_training)
 
     def precision(self, amp: bool = True) -> contextlib.AbstractContextManager:
         """Autocast to the device's fast low precision where it has one (``amp=False``: fp32)."""

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import cli
@@ -33,9 +34,14 @@ def test_files_pictures_and_tensors_give_the_same_results_through_every_view(att
         assert captioner.caption_candidates(images, batch_size=2, **options) == [r.candidates for r in from_files]
     assert captioner.caption(pixels[0]) == captioner.caption(paths[0]) == [from_files[0].caption]  # one (3, S, S)
     assert [r.path for r in captioner.caption_results(pictures[:2])] == ["<image 0>", "<image 1>"]
+    encoded = []
+    captioner.model.encoder.body.register_forward_hook(lambda *_: encoded.append(1))
     attended = list(captioner.caption_results(paths, batch_size=2, attention=True, **options))
+    assert len(encoded) == 3  # 5 images in batches of 2, each encoded once for the search and the maps
     assert [r.candidates for r in attended] == [r.candidates for r in from_files]
     assert all(r.attention.shape[0] == len(r.caption.split()) for r in attended)
+    maps = captioner.attention_maps(pixels, [r.caption for r in attended])
+    assert all(np.allclose(a, r.attention, atol=1e-6) for a, r in zip(maps, attended))
 
 
 def test_an_unreadable_image_is_a_result_in_the_loop_and_an_error_in_the_views(tiny_checkpoint, tiny_records,

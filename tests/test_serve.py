@@ -128,19 +128,19 @@ def concurrently(application, bodies: list[bytes], queries: list[str]) -> list[h
 
 def test_concurrent_requests_are_decoded_together_by_kind_and_answered_each_its_own(captioner, tiny_records, images):
     calls = []
-    real = captioner.caption_candidates
+    real = captioner.caption_results
 
     def recording(pixels, batch_size, **options):
         calls.append((len(pixels), options["beam_size"]))
         return real(pixels, batch_size, **options)
 
-    captioner.caption_candidates = recording
+    captioner.caption_results = recording
     try:
         application = app(captioner, batch_size=8, max_wait_ms=200)
         queries = ["", "?beam_size=3"] * 8
         responses = concurrently(application, images * 2, queries)
     finally:
-        del captioner.caption_candidates
+        del captioner.caption_results
     paths = [r.path for r in tiny_records[:8]]
     greedy, beam = captioner.caption(paths), captioner.caption(paths, beam_size=3)
     expected = [(greedy if q == "" else beam)[n % 8] for n, q in enumerate(queries)]
@@ -151,13 +151,13 @@ def test_concurrent_requests_are_decoded_together_by_kind_and_answered_each_its_
 
 def test_a_request_whose_client_left_is_not_decoded_and_health_answers_meanwhile(captioner, images):
     release = threading.Event()
-    real = captioner.caption_candidates
+    real = captioner.caption_results
 
     def held(pixels, batch_size, **options):
         release.wait(30)
         return real(pixels, batch_size, **options)
 
-    captioner.caption_candidates = held
+    captioner.caption_results = held
     batcher = Batcher(captioner, batch_size=1, max_wait_ms=0)
     try:
         pixels = captioner.transform(Image.open(io.BytesIO(images[0])).convert("RGB"))[None]
@@ -178,7 +178,40 @@ def test_a_request_whose_client_left_is_not_decoded_and_health_answers_meanwhile
     finally:
         release.set()
         batcher.close()
-        del captioner.caption_candidates
+        del captioner.caption_results
+
+
+def test_a_batch_with_one_request_for_attention_is_encoded_once_and_only_that_request_gets_maps(
+        attention_checkpoint, images):
+    attending = Captioner.load(attention_checkpoint)
+    release, real, encoded = threading.Event(), attending.caption_results, []
+
+    def held(*args, **options):  # the first batch waits, so that the next two queue behind it
+        release.wait(30)
+        return real(*args, **options)
+
+    attending.caption_results = held
+    attending.model.encoder.body.register_forward_hook(lambda *_: encoded.append(1))
+    batcher = Batcher(attending, batch_size=8, max_wait_ms=0)
+    pixels = [attending.transform(Image.open(io.BytesIO(image)).convert("RGB"))[None] for image in images[:3]]
+    try:
+        async def scenario():
+            first = asyncio.ensure_future(batcher.submit(pixels[0], DecodeOptions()))
+            await asyncio.sleep(0.2)
+            together = [asyncio.ensure_future(batcher.submit(pixels[1], DecodeOptions(), attention=True)),
+                        asyncio.ensure_future(batcher.submit(pixels[2], DecodeOptions()))]
+            await asyncio.sleep(0.2)
+            release.set()
+            return await asyncio.gather(first, *together)
+
+        _, with_maps, without = asyncio.run(scenario())
+    finally:
+        release.set()
+        batcher.close()
+    assert batcher.batch_sizes == {1: 1, 2: 1} and len(encoded) == 2
+    assert without.attention is None
+    expected = attending.attention_maps(pixels[1], [with_maps.candidates[0][0].caption])
+    assert len(with_maps.attention) == 1 and abs(with_maps.attention[0] - expected[0]).max() < 1e-6
 
 
 def test_a_lone_request_is_not_held_for_the_batch_wait(captioner, images):

@@ -113,15 +113,16 @@ class Batcher:
         options = live[0].options
         try:
             pixels = torch.cat([job.pixels for job in live])
-            candidates = self.captioner.caption_candidates(pixels, len(pixels), **dataclasses.asdict(options))
+            attention = any(job.attention for job in live)  # the batch is encoded once either way
+            results = [result.checked() for result in self.captioner.caption_results(
+                pixels, len(pixels), attention=attention, **dataclasses.asdict(options))]
             self.batch_sizes[len(pixels)] += 1
             answers, start = [], 0
             for job in live:
-                mine = candidates[start : start + len(job.pixels)]
+                mine = results[start : start + len(job.pixels)]
                 start += len(job.pixels)
-                maps = (self.captioner.attention_maps(job.pixels, [c[0].caption for c in mine], options.amp)
-                        if job.attention else None)
-                answers.append(Decoded(mine, maps))
+                answers.append(Decoded([r.candidates for r in mine], [r.attention for r in mine] if job.attention
+                                       else None))
         except Exception as error:  # noqa: BLE001 - the requests of this batch fail, the server goes on
             for job in live:
                 job.loop.call_soon_threadsafe(_settle, job.future, None, error)
