@@ -260,19 +260,22 @@ class CycledRows:
 
 def part_caption(work: Path, recipe: str, device: str, **_) -> dict:
     """Captioning 640x480 JPEG files with the recipe's decoding, fp32 and with ``decode.amp`` (the same on a
-    CPU without bf16 instructions)."""
+    CPU without bf16 instructions), and for a model that attends, with where it looked for each word."""
     from captioner.api import Captioner
 
     settings = compose_recipe(recipe, work, device)
     captioner = Captioner.load(work / f"{recipe}.pt", captioner_device(device))
     paths = [r.path for r in records(work, "test", 96 if captioner.device.type == "cpu" else 2000)]
     decode = dataclasses.asdict(settings["decode"])
+    runs = {"amp=False": {"amp": False}, "amp=True": {"amp": True}}
+    if captioner.model.decoder.attention is not None:
+        runs["attention"] = {"amp": True, "attention": True}
     rates = {}
-    for amp in (False, True, False, True):
+    for name, options in list(runs.items()) * 2:
         started = time.perf_counter()
         list(captioner.caption_results(paths, batch_size=32, num_workers=settings["trainer"].num_workers,
-                                       **(decode | {"amp": amp})))
-        rates.setdefault(f"amp={amp}", []).append(len(paths) / (time.perf_counter() - started))
+                                       **(decode | options)))
+        rates.setdefault(name, []).append(len(paths) / (time.perf_counter() - started))
     return {name: max(values) for name, values in rates.items()} | {"images": len(paths)}
 
 
@@ -319,8 +322,10 @@ def report(recipe: str, figures: dict) -> None:
              f"{extract['bytes_per_image'] * (TRAIN_IMAGES + VAL_IMAGES) / 1e9:.1f} GB"),
             ("validation of 5,000 images from the cache (loss + greedy + metrics) / from images; its peak RSS",
              f"{validate['seconds']:.0f} s / {val_from_images / 60:.1f} min; {validate['peak_rss_gb']:.1f} GB"),
-            (f"captioning JPEG files, beam {build['beam']}: fp32 / decode.amp",
-             f"{caption['amp=False']:.1f} / {caption['amp=True']:.1f} images/s")]
+            (f"captioning JPEG files, beam {build['beam']}: fp32 / decode.amp"
+             + (" / with attention maps" if "attention" in caption else ""),
+             f"{caption['amp=False']:.1f} / {caption['amp=True']:.1f}"
+             + (f" / {caption['attention']:.1f}" if "attention" in caption else "") + " images/s")]
     total = 0.0
     for phase in ("frozen", "finetune", "scst"):
         if phase not in figures:

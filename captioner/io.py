@@ -129,24 +129,32 @@ class JsonLines:
         self.broken = False
 
     def write(self, row: dict) -> None:
-        try:
+        with self._room():
             self.handle.write(json.dumps(row) + "\n")
             self.handle.flush()
-        except OSError as error:
-            self.broken = True  # the rows before are whole; a torn last line is cut when the file is read again
-            full = storage_full(error, self.path)
-            if full is None:
-                raise
-            raise CaptionerError(f"{self.path}: could not be written ({full}); the rows before are kept") from error
 
     def close(self) -> None:
         if self.broken:  # the buffer holds what could not be written: closing would try again
             with contextlib.suppress(OSError):
                 self.handle.close()
             return
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
+        with self._room():
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
         self.handle.close()
+
+    @contextlib.contextmanager
+    def _room(self) -> Iterator[None]:
+        """A write the disk has no room for -> CaptionerError; the rows before are whole (a torn last line is
+        cut when the file is read again)."""
+        try:
+            yield
+        except OSError as error:
+            self.broken = True
+            full = storage_full(error, self.path)
+            if full is None:
+                raise
+            raise CaptionerError(f"{self.path}: could not be written ({full}); the rows before are kept") from error
 
     def __enter__(self) -> JsonLines:
         return self
