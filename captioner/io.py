@@ -57,10 +57,10 @@ def storage_full(error: BaseException, path: Path) -> str | None:
 
 
 def size_text(size: int) -> str:
-    """A size in bytes for messages: "1.2 GiB", "3.4 MiB", "5 KiB"."""
-    if size >= 2**30:
+    """A size in bytes for messages: "1.2 GiB", "3.4 MiB", "5 KiB" (1000 of a unit is shown in the next one)."""
+    if size >= 1000 * 2**20:
         return f"{size / 2**30:.1f} GiB"
-    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
+    return f"{size / 2**20:.1f} MiB" if size >= 1000 * 2**10 else f"{size / 2**10:.0f} KiB"
 
 
 def check_writable(path: str | Path, inputs: Sequence[Path] = ()) -> None:
