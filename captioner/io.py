@@ -1,5 +1,6 @@
 """Safe file writing: atomic files (a reader never sees a half-written output or checkpoint) and
-JSON lines that a crash cuts only between rows."""
+JSON lines that a crash cuts only between rows; a write the disk has no room for is one CaptionerError
+naming the file and what was kept."""
 
 from __future__ import annotations
 
