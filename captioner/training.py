@@ -32,6 +32,7 @@ from captioner.data.formats import ImageRecord
 from captioner.devices import autocast_dtype, resolve_device
 from captioner.errors import CaptionerError, Interrupted
 from captioner.evaluation import Scorer
+from captioner.interrupts import StepBoundaries
 from captioner.objectives import TeacherForcing
 from captioner.run_state import LAST, resume, save_last
 from captioner.scst import SelfCritical, training_reward
@@ -104,6 +105,7 @@ class Trainer:
         self.curve: list[dict] = []
         self.sample_rewards: list[float] = []  # self-critical steps: the samples' mean reward, this epoch
         self.log: TensorBoardLog | None = None  # trainer.tensorboard, rank 0: set by fit()
+        self.boundaries = StepBoundaries()  # Ctrl-C waits for the step under way
 
     def _check(self, model: nn.Module) -> None:
         """What the settings cannot do with this model or this many processes."""
@@ -126,12 +128,13 @@ class Trainer:
             self.data.cache_features(self.config.feature_cache_dir, feature_extraction(self.config, self.device))
         started, images_seen, loop_seconds = time.perf_counter(), 0, 0.0
         try:
-            while self.epoch < self.config.max_epochs and self.step < self.total_steps:
-                epoch_started = time.perf_counter()
-                train_loss, count = self._train_epoch()
-                loop_seconds += time.perf_counter() - epoch_started
-                images_seen += count
-                self._end_of_epoch(train_loss)
+            with self.boundaries.installed():
+                while self.epoch < self.config.max_epochs and self.step < self.total_steps:
+                    epoch_started = time.perf_counter()
+                    train_loss, count = self._train_epoch()
+                    loop_seconds += time.perf_counter() - epoch_started
+                    images_seen += count
+                    self._end_of_epoch(train_loss)
         except KeyboardInterrupt:
             save_last(self)
             raise Interrupted(f"interrupted; saved {self.out_dir / LAST}; continue with trainer.resume=true") from None
@@ -157,22 +160,23 @@ class Trainer:
         total_loss, images, self.sample_rewards = 0.0, 0, []
         with bar:
             for pixels, *captions in self.data.loader(dataset, self.config.batch_size // self.world, sampler):
-                figures = self._step(pixels, *captions)
-                self.sample_rewards += [figures["reward"]] if "reward" in figures else []
-                loss = distributed.mean_across_processes(figures["loss"], self.device)
-                total_loss += loss * len(pixels) * self.world
-                images += len(pixels) * self.world
-                self.step += 1
-                self.batch_in_epoch += 1
-                bar.update()
-                elapsed = bar.format_dict["elapsed"]
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.1e}",
-                                img_s=f"{images / elapsed:.0f}" if elapsed else "-")
-                if self.log:
-                    rates = dict(zip(("encoder", "decoder"), self.scheduler.get_last_lr()))
-                    self.log.step(self.step, loss, rates, images / elapsed if elapsed else 0.0)
-                if self.step % self.config.checkpoint_every_steps == 0:
-                    save_last(self)
+                with self.boundaries.whole():
+                    figures = self._step(pixels, *captions)
+                    self.sample_rewards += [figures["reward"]] if "reward" in figures else []
+                    loss = distributed.mean_across_processes(figures["loss"], self.device)
+                    total_loss += loss * len(pixels) * self.world
+                    images += len(pixels) * self.world
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    bar.update()
+                    elapsed = bar.format_dict["elapsed"]
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[-1]:.1e}",
+                                    img_s=f"{images / elapsed:.0f}" if elapsed else "-")
+                    if self.log:
+                        rates = dict(zip(("encoder", "decoder"), self.scheduler.get_last_lr()))
+                        self.log.step(self.step, loss, rates, images / elapsed if elapsed else 0.0)
+                    if self.step % self.config.checkpoint_every_steps == 0:
+                        save_last(self)
                 if self.step >= self.total_steps:
                     break
         if self.batch_in_epoch >= self.steps_per_epoch:
@@ -224,9 +228,10 @@ class Trainer:
             if self.log:
                 self.log.epoch(self.curve[-1])
             score = self.validation.score(self.curve[-1])
-            if self.best_score is None or score > self.best_score:
-                self.best_score = score
-                self.scored.save(self.out_dir / BEST, step=self.step)
-            save_last(self)
-            write_curve(self.out_dir, self.curve, self.config.monitor, self.config.monitor_mode)
+            with self.boundaries.whole():
+                if self.best_score is None or score > self.best_score:
+                    self.best_score = score
+                    self.scored.save(self.out_dir / BEST, step=self.step)
+                save_last(self)
+                write_curve(self.out_dir, self.curve, self.config.monitor, self.config.monitor_mode)
         distributed.barrier()

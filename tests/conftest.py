@@ -111,14 +111,14 @@ def attention_checkpoint(tiny_records, tmp_path_factory) -> Path:
 
 @contextlib.contextmanager
 def interrupted_at_step(step: int = 5) -> Iterator[None]:
-    """Inside the block the ``step``-th optimizer step raises KeyboardInterrupt, as Ctrl-C would (last.pt
-    is saved, the run stops)."""
+    """Inside the block a real SIGINT (Ctrl-C) arrives as the ``step``-th optimizer step begins: the step
+    runs to its end, last.pt is saved with it, and the run stops."""
     real, calls = Trainer._step, [0]
 
     def interrupting(self, *args):
         calls[0] += 1
         if calls[0] == step:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
         return real(self, *args)
 
     Trainer._step = interrupting
@@ -199,10 +199,3 @@ def small_disk(folder: Path, size: int) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=True)
-
-
-def fill(disk: Path, leave: int) -> Path:
-    """A file that takes the disk's room but ``leave`` bytes."""
-    filler = disk / "filler"
-    filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - leave))
-    return filler

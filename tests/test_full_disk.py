@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
-from conftest import cli, fill, small_disk, tiny_data
+from conftest import cli, small_disk, tiny_data
 
 TRAIN = ["model.image_size=32", "model.decoder.hidden_dim=16", "model.decoder.embed_dim=8", "trainer.batch_size=8",
          "trainer.device=cpu", "trainer.num_workers=0", "show_examples=0", "metrics.meteor=false"]
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A file that takes the disk's room but ``leave`` bytes."""
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - leave))
+    return filler
 
 
 @pytest.mark.slow

@@ -51,7 +51,7 @@ def test_resume_after_interrupt_ends_with_identical_weights(tiny_records, tmp_pa
 
     with interrupted_at_step(), pytest.raises(Exception, match="interrupted"):
         _train(tiny_records, tmp_path / "b", **settings)
-    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 5  # the step under way when Ctrl-C came ran on
     resumed = _train(tiny_records, tmp_path / "b", resume=True, **settings)
 
     assert resumed["step"] == uninterrupted["step"] == 12
